@@ -246,6 +246,7 @@ def _same_as_pydantic_once(key: str, raw: bytes) -> None:
     good = good.replace(b'"r0"', b'"r0","run_type":"backfill"') if key.startswith(KEYS.runs) else good
     paged.load_page([(key, good, 1)])
     paged.load_page([(key, raw, 7)])
+    paged.end_load()
     applied.apply(key, good, 1)
     applied.apply(key, raw, 7)
     assert _facts(paged) == _facts(applied)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "coordinator"
 ALLOWED = (PACKAGE / "informer", PACKAGE / "core")
 #: The methods by which the view and the indexes change (``informer.Index``, ``core/view.py``, the followers).
 #: (``View.intern_nodes`` is not one: it shares the graph's node objects, the model's content stays the same.)
-MUTATORS = frozenset({"apply", "load", "load_page", "reset", "passed", "follow", "observe", "forget"})
+MUTATORS = frozenset({"apply", "load", "load_page", "end_load", "reset", "passed", "follow", "observe", "forget"})
 #: What the read model's parts are called wherever they are held (``self.view``, ``index``, ``job.tracker``...).
 MODEL_NAMES = frozenset({"view", "heads_view", "index", "assets", "deadlines", "tracker", "running", "holds"})
 

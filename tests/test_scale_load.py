@@ -207,6 +207,7 @@ def test_a_snapshot_page_loads_the_same_facts_and_problems_as_applying_each_key(
         one_by_one.apply(key, value, mod_rev)
     paged.load_page(items[:6])
     paged.load_page(items[6:])
+    paged.end_load()
     for field in ("runs", "ledger", "backfills", "problems", "partitions", "revision", "activation"):
         assert getattr(paged, field) == getattr(one_by_one, field), field
     assert set(paged.problems) == {
@@ -260,8 +261,8 @@ _PAGE_VALUES = [
 def test_any_pages_load_the_same_view_as_applying_each_key(writes: list[tuple[str, bytes, bool]]) -> None:
     """Any keys and values cut into pages anywhere (a page ends after a write drawn True) load into the same facts,
     partitions (with no partition left without facts), problems, backfill index and revision as ``apply`` of each key
-    in turn: a partition whose last fact a bad value drops in the middle of a page and that gets a fact again later in
-    it, a key rewritten on the fast path after a problem, values with and without a long fraction in one page (rule
+    in turn (each partition's nodes in the same order): a partition whose last fact a bad value drops in the middle
+    of a page and that gets a fact again later in it, a key rewritten on the fast path after a problem, values with and without a long fraction in one page (rule
     2), backfills among other runs, keys the compiled loop leaves to Python's (not ASCII, malformed)."""
     items = [(key, value, rev) for rev, (key, value, _) in enumerate(writes, start=1)]
     one_by_one, paged, packed = View(_PAGE_KEYS), View(_PAGE_KEYS), View(_PAGE_KEYS)
@@ -273,6 +274,8 @@ def test_any_pages_load_the_same_view_as_applying_each_key(writes: list[tuple[st
             paged.load_page(iter(items[start:end]))  # any iterable, as typed
             packed.load_page(_as_sent(items[start:end]))  # the rows of etcd's bytes, read in place
             start = end
+    paged.end_load()
+    packed.end_load()
     for view in (paged, packed):
         for name in ("runs", "ledger", "tasks", "backfills", "run_backfills", "problems", "partitions", "revision"):
             assert getattr(view, name) == getattr(one_by_one, name), name
@@ -280,6 +283,36 @@ def test_any_pages_load_the_same_view_as_applying_each_key(writes: list[tuple[st
         assert repr(sorted(view.ledger.items())) == repr(sorted(one_by_one.ledger.items()))
         assert view.runs.by_partition.keys() == one_by_one.runs.by_partition.keys()
         assert view.ledger.by_partition.keys() == one_by_one.ledger.by_partition.keys()
+        for index in (lambda v: v.partitions, lambda v: v.runs.by_partition, lambda v: v.ledger.by_partition):
+            assert [list(d) for d in index(view).values()] == [list(d) for d in index(one_by_one).values()]
+
+
+def test_a_partition_of_many_facts_loads_in_its_order_across_pages_and_batches() -> None:
+    """Thousands of DAGs' run states and ledger entries in a few partitions, read as etcd's bytes in pages and kept
+    by partition past a batch (``core/_load.c``'s **Stored by partition**), load into the same facts, in each
+    partition's order, as ``apply`` of each key; a load that starts over keeps nothing of the first attempt."""
+    nodes = [NodeId("default", f"d{i:04d}") for i in range(2600)]
+    parts = ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]
+    run = b'{"state":"success","run_id":"r","source":"s","start_date":"2026-01-01T00:00:00Z"}'
+    done = b'{"status":"done","action":"create","run_id":"r","inputs":{"default/d0000":3}}'
+    items = sorted(
+        [(_PAGE_KEYS.run_key(n, p), run, 0) for n in nodes for p in parts]
+        + [(_PAGE_KEYS.trigger_key(n, p), done, 0) for n in nodes[::2] for p in parts]
+    )
+    items = [(key, value, rev) for rev, (key, value, _) in enumerate(items, start=1)]
+    one_by_one, packed = View(_PAGE_KEYS), View(_PAGE_KEYS)
+    for key, value, mod_rev in items:
+        one_by_one.apply(key, value, mod_rev)
+    packed.intern_nodes(nodes)
+    packed.load_page(_as_sent(items[:3000]))  # a first attempt, dropped: the load starts over
+    packed.load(0, ())
+    for start in range(0, len(items), 1000):
+        packed.load_page(_as_sent(items[start : start + 1000]))
+    packed.end_load()
+    assert packed.runs == one_by_one.runs and packed.ledger == one_by_one.ledger
+    assert len(packed.runs) == 5200 and packed.revision == one_by_one.revision == len(items)
+    for index in (lambda v: v.partitions, lambda v: v.runs.by_partition, lambda v: v.ledger.by_partition):
+        assert [list(d) for d in index(packed).values()] == [list(d) for d in index(one_by_one).values()]
 
 
 def _as_sent(items: list[tuple[str, bytes, int]]) -> PackedItems:

@@ -14,6 +14,12 @@ backfill to index, a problem to clear), then calls this again after it. Rules:
   ``data``, the value's, the mod revision; ``coordinator.etcd._range``'s ``read_page`` makes it). A row is read in
   place, with no Python object made for it, and loaded exactly as its triple would be (the key is taken only where it
   is ASCII, as a triple's key must be ASCII here; its ``str`` and revision are made only where the loop needs them).
+- **Stored by partition.** The view's facts are dicts by partition, and a snapshot comes by key: a DAG's partitions
+  one after another, so each fact went into another partition's dict, each insert a few cache misses (the dicts of
+  the estate are hundreds of MB). The loop adds each fact to its partition's list in ``Pending`` (the view's, in
+  ``state``) instead, and a partition's list goes into its dicts in one go, in its order, while they are in the cache:
+  when it holds ``PENDING_BATCH`` facts, and at ``Pending.flush`` (``View.end_load``, and before the Python loop takes
+  an item). Each of the partition's dicts gets its keys in the order it would have got them one by one.
 - **Nothing cached across calls.** The DAG of the last key and the partitions' dicts are remembered within one call
   only: the loop's item between two calls may ``apply``, which may drop a partition's dict.
 */
@@ -21,7 +27,10 @@ backfill to index, a problem to clear), then calls this again after it. Rules:
 
 #include <string.h>
 
-enum { S_RUNS, S_TRIGGERS, S_NODES, S_PARTS, S_RUNS_BY, S_LEDGER_BY, S_INDEX, S_PROBLEMS, S_BACKFILLS, S_NAMES, S_N };
+enum {
+    S_RUNS, S_TRIGGERS, S_NODES, S_PARTS, S_RUNS_BY, S_LEDGER_BY, S_INDEX, S_PROBLEMS, S_BACKFILLS, S_NAMES, S_PENDING,
+    S_N
+};
 
 /* A partition's slot, by the key's last part: its dict of facts of one kind and its nodes (borrowed: the view's dicts
    hold them for the whole call). */
@@ -30,6 +39,7 @@ typedef struct {
     Py_ssize_t len;
     uint64_t hash;
     PyObject *partition, *facts, *nodes; /* the view's partition string (``parts`` holds it) */
+    Py_ssize_t group; /* its group in the view's ``Pending`` */
 } slot_t;
 
 #define SLOTS 2048 /* a power of two, more than a page's partitions of one kind */
@@ -119,6 +129,211 @@ static int pop_key(PyObject *d, PyObject *k) {
     return has <= 0 ? has : PyDict_DelItem(d, k);
 }
 
+
+/* ---- Pending: facts kept by partition until they go into its dicts together (**Stored by partition**) ---- */
+
+#define PENDING_BATCH 1024 /* facts of one partition stored together: its dicts stay in the cache meanwhile */
+
+typedef struct {
+    PyObject *node, *fact;
+    int kind; /* 0 run states, 1 ledger entries */
+} pair_t;
+
+/* One partition's facts to store: into ``facts[kind]`` by node, and the node into ``nodes`` (the view's dicts, owned
+   here so that none is freed and its address taken by another while facts wait for it). */
+typedef struct {
+    PyObject *nodes, *facts[2];
+    pair_t *pairs;
+    Py_ssize_t n, room;
+} group_t;
+
+typedef struct {
+    PyObject_HEAD
+    group_t *groups;
+    Py_ssize_t n, room;
+    Py_ssize_t *map; /* open addressing by ``nodes``' address: a group's index + 1, 0 free */
+    size_t map_size;
+    Py_ssize_t pending;
+} PendingObject;
+
+static size_t map_at(const PendingObject *p, const PyObject *nodes) {
+    size_t h = ((size_t)nodes >> 4) * 11400714819323198485ULL;
+    for (size_t i = h & (p->map_size - 1);; i = (i + 1) & (p->map_size - 1)) {
+        Py_ssize_t g = p->map[i];
+        if (g == 0 || p->groups[g - 1].nodes == nodes) return i;
+    }
+}
+
+/* Stores a group's facts in order, then empties it; -1: an error (the rest of its facts released). */
+static int group_store(PendingObject *p, group_t *g) {
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < g->n; i++) {
+        pair_t *e = &g->pairs[i];
+        if (!failed && (PyDict_SetItem(g->facts[e->kind], e->node, e->fact) < 0 ||
+                        PyDict_SetItem(g->nodes, e->node, Py_None) < 0))
+            failed = 1;
+        Py_DECREF(e->node);
+        Py_DECREF(e->fact);
+    }
+    p->pending -= g->n;
+    g->n = 0;
+    return failed ? -1 : 0;
+}
+
+static void group_release(group_t *g) {
+    Py_CLEAR(g->nodes);
+    Py_CLEAR(g->facts[0]);
+    Py_CLEAR(g->facts[1]);
+    PyMem_Free(g->pairs);
+    g->pairs = NULL;
+}
+
+/* Empties the store: every group's facts into its dicts (``store``) or dropped; -1: an error. */
+static int pending_empty(PendingObject *p, int store) {
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < p->n; i++) {
+        group_t *g = &p->groups[i];
+        if (store && !failed) {
+            failed = group_store(p, g) < 0;
+        } else {
+            for (Py_ssize_t j = 0; j < g->n; j++) {
+                Py_DECREF(g->pairs[j].node);
+                Py_DECREF(g->pairs[j].fact);
+            }
+            p->pending -= g->n;
+            g->n = 0;
+        }
+        group_release(g);
+    }
+    p->n = 0;
+    if (p->map != NULL) memset(p->map, 0, p->map_size * sizeof *p->map);
+    return failed ? -1 : 0;
+}
+
+/* The group of a partition's ``nodes`` dict, made where missing (its facts dict of ``kind`` recorded); NULL: no
+   memory. */
+static group_t *pending_group(PendingObject *p, PyObject *nodes, PyObject *facts, int kind) {
+    if (p->map == NULL || (size_t)(p->n + 1) * 2 > p->map_size) { /* grow the map: at most half full */
+        size_t size = p->map_size ? p->map_size * 2 : 1024;
+        Py_ssize_t *map = PyMem_Calloc(size, sizeof *map);
+        if (map == NULL) return NULL;
+        PyMem_Free(p->map);
+        p->map = map;
+        p->map_size = size;
+        for (Py_ssize_t i = 0; i < p->n; i++) p->map[map_at(p, p->groups[i].nodes)] = i + 1;
+    }
+    size_t at = map_at(p, nodes);
+    group_t *g;
+    if (p->map[at] != 0) {
+        g = &p->groups[p->map[at] - 1];
+    } else {
+        if (p->n == p->room) {
+            Py_ssize_t room = p->room ? p->room * 2 : 64;
+            group_t *groups = PyMem_Realloc(p->groups, (size_t)room * sizeof *groups);
+            if (groups == NULL) return NULL;
+            p->groups = groups;
+            p->room = room;
+        }
+        g = &p->groups[p->n++];
+        *g = (group_t){Py_NewRef(nodes), {NULL, NULL}, NULL, 0, 0};
+        p->map[at] = p->n;
+    }
+    if (g->facts[kind] == NULL) g->facts[kind] = Py_NewRef(facts);
+    return g;
+}
+
+/* Adds a fact (its reference taken) to its group, storing the group's when it holds a batch; -1: an error. */
+static int pending_add(PendingObject *p, group_t *g, PyObject *node, PyObject *fact, int kind) {
+    if (g->n == g->room) {
+        Py_ssize_t room = g->room ? g->room * 2 : 16;
+        pair_t *pairs = PyMem_Realloc(g->pairs, (size_t)room * sizeof *pairs);
+        if (pairs == NULL) {
+            Py_DECREF(fact);
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->pairs = pairs;
+        g->room = room;
+    }
+    g->pairs[g->n++] = (pair_t){Py_NewRef(node), fact, kind};
+    p->pending++;
+    return g->n >= PENDING_BATCH ? group_store(p, g) : 0;
+}
+
+static PyObject *pending_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    if (PyTuple_GET_SIZE(args) || (kwargs != NULL && PyDict_GET_SIZE(kwargs))) {
+        PyErr_SetString(PyExc_TypeError, "Pending() takes no arguments");
+        return NULL;
+    }
+    PendingObject *p = (PendingObject *)type->tp_alloc(type, 0);
+    return (PyObject *)p; /* every field zero: empty */
+}
+
+static void pending_dealloc(PendingObject *p) {
+    PyObject_GC_UnTrack(p);
+    pending_empty(p, 0);
+    PyMem_Free(p->groups);
+    PyMem_Free(p->map);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static int pending_traverse(PendingObject *p, visitproc visit, void *arg) {
+    for (Py_ssize_t i = 0; i < p->n; i++) {
+        group_t *g = &p->groups[i];
+        Py_VISIT(g->nodes);
+        Py_VISIT(g->facts[0]);
+        Py_VISIT(g->facts[1]);
+        for (Py_ssize_t j = 0; j < g->n; j++) {
+            Py_VISIT(g->pairs[j].node);
+            Py_VISIT(g->pairs[j].fact);
+        }
+    }
+    return 0;
+}
+
+static int pending_clear_refs(PendingObject *p) {
+    pending_empty(p, 0);
+    return 0;
+}
+
+static PyObject *pending_flush(PendingObject *p, PyObject *unused) {
+    if (pending_empty(p, 1) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *pending_drop(PendingObject *p, PyObject *unused) {
+    pending_empty(p, 0);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t pending_len(PendingObject *p) { return p->pending; }
+
+static PyMethodDef pending_methods[] = {
+    {"flush", (PyCFunction)pending_flush, METH_NOARGS, "Store every fact kept into its partition's dicts, in order."},
+    {"drop", (PyCFunction)pending_drop, METH_NOARGS, "Forget every fact kept (a load starting over)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods pending_as_sequence = {.sq_length = (lenfunc)pending_len};
+
+static PyTypeObject PendingType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "coordinator.core._native.Pending",
+    .tp_doc = "Facts a page's compiled loop read, kept by partition until stored together (**Stored by partition**).",
+    .tp_basicsize = sizeof(PendingObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = pending_new,
+    .tp_dealloc = (destructor)pending_dealloc,
+    .tp_traverse = (traverseproc)pending_traverse,
+    .tp_clear = (inquiry)pending_clear_refs,
+    .tp_methods = pending_methods,
+    .tp_as_sequence = &pending_as_sequence,
+};
+
+int load_init(PyObject *module) {
+    if (PyType_Ready(&PendingType) < 0) return -1;
+    return PyModule_AddObjectRef(module, "Pending", (PyObject *)&PendingType);
+}
+
 PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     page_t page = {NULL, NULL, 0, NULL, 0};
     int rows = nargs == 4 && PyTuple_CheckExact(args[0]) && PyTuple_GET_SIZE(args[0]) == 2 &&
@@ -149,13 +364,16 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         return NULL;
     }
     for (int i = 0; i < S_N; i++) {
-        int ok = i > S_TRIGGERS ? PyDict_CheckExact(st[i])
-                                : PyUnicode_CheckExact(st[i]) && PyUnicode_IS_COMPACT_ASCII(st[i]);
+        int ok = i == S_PENDING ? Py_IS_TYPE(st[i], &PendingType)
+                 : i > S_TRIGGERS ? PyDict_CheckExact(st[i])
+                                  : PyUnicode_CheckExact(st[i]) && PyUnicode_IS_COMPACT_ASCII(st[i]);
         if (!ok) {
-            PyErr_SetString(PyExc_TypeError, "load_fast: state is (runs, triggers: ASCII strings, then eight dicts)");
+            PyErr_SetString(PyExc_TypeError,
+                            "load_fast: state is (runs, triggers: ASCII strings, then eight dicts, a Pending)");
             return NULL;
         }
     }
+    PendingObject *pending = (PendingObject *)st[S_PENDING];
     const char *bases[2] = {(const char *)PyUnicode_DATA(st[S_RUNS]), (const char *)PyUnicode_DATA(st[S_TRIGGERS])};
     Py_ssize_t base_len[2] = {PyUnicode_GET_LENGTH(st[S_RUNS]), PyUnicode_GET_LENGTH(st[S_TRIGGERS])};
     slots_t *slots = PyMem_Calloc(2, sizeof(slots_t)); /* run states', ledger entries' */
@@ -241,11 +459,18 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
                 Py_DECREF(fact);
                 break;
             }
+            group_t *group = pending_group(pending, nodes, facts, kind);
+            if (group == NULL) {
+                PyErr_NoMemory();
+                failed = 1;
+                Py_DECREF(fact);
+                break;
+            }
             if (mine->used >= SLOTS / 2) { /* full enough: start over (a lookup more, never a wrong slot) */
                 memset(mine, 0, sizeof *mine);
                 slot = slot_find(mine, suffix, suffix_len, h);
             }
-            *slot = (slot_t){suffix, suffix_len, h, partition, facts, nodes};
+            *slot = (slot_t){suffix, suffix_len, h, partition, facts, nodes, group - pending->groups};
             mine->used++;
         }
         long long mod_rev = kind == 0 ? ((RunFactObject *)fact)->rev : ((LedgerFactObject *)fact)->mod_rev;
@@ -266,9 +491,7 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
                 break;
             }
         }
-        int stored = PyDict_SetItem(slot->facts, node, fact);
-        Py_DECREF(fact);
-        if (stored < 0 || PyDict_SetItem(slot->nodes, node, Py_None) < 0) {
+        if (pending_add(pending, &pending->groups[slot->group], node, fact, kind) < 0) { /* the fact's reference */
             failed = 1;
             break;
         }

@@ -9,7 +9,8 @@
    the other paths) or NULL (an error set). */
 PyObject *native_run_fact_of(const char *raw, Py_ssize_t size, int64_t rev);
 PyObject *native_done_ledger_fact_of(const char *raw, Py_ssize_t size, int64_t mod_rev, PyObject *names);
-/* The module function ``load_fast`` (``_load.c``). */
+/* The module function ``load_fast`` (``_load.c``), and the module's ``Pending`` type added by ``load_init``. */
 PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+int load_init(PyObject *module);
 
 #endif

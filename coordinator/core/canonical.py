@@ -213,3 +213,11 @@ native_run_fact: NativeRunFact | None = None if _NATIVE is None else _NATIVE[0]
 native_done_ledger_fact: NativeLedgerFact | None = None if _NATIVE is None else _NATIVE[1]
 #: The compiled loop of a snapshot page (``View.load_page``), or None where it is not built.
 native_load: NativeLoad | None = None if _NATIVE is None else _NATIVE[2]
+
+
+def native_pending() -> Any:
+    """A new store of the facts the compiled loop keeps by partition (``core/_load.c``'s **Stored by partition**):
+    ``flush()`` stores them, ``drop()`` forgets them, ``len()`` counts them. Only where the loop is built."""
+    from coordinator.core import _native
+
+    return _native.Pending()

@@ -139,6 +139,9 @@ class View:
     )
     #: ``keys.runs`` and ``keys.triggers`` (properties that format a string at every call).
     _bases: tuple[str, str] = field(init=False, repr=False, compare=False)
+    #: The facts a snapshot's compiled loop read and keeps by partition until they are stored together
+    #: (``core/_load.c``'s **Stored by partition**): between ``load_page`` and ``end_load`` only, else None.
+    _pending: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._bases = (self.keys.runs, self.keys.triggers)
@@ -161,6 +164,8 @@ class View:
 
     def load(self, revision: int, items: Iterable[tuple[str, bytes, int]]) -> None:
         """Replace everything with a snapshot: (key, value, mod_revision) triples read at ``revision``."""
+        if self._pending is not None:  # a load starting over: what it kept belongs to dicts dropped below
+            self._pending.drop()
         self.runs.clear()
         self.ledger.clear()
         self.tasks.clear()
@@ -176,6 +181,7 @@ class View:
         self.budgets.clear()
         self.checkpoint, self.checkpoint_rev = None, 0
         self.load_page(items)
+        self.end_load()
         self.revision = revision
 
     def load_page(self, items: Iterable[tuple[str, bytes, int]]) -> None:
@@ -187,6 +193,11 @@ class View:
         shape) are loaded by ``core/_load.c``, which stops at any other and leaves it to the loop below
         (``_load_items``), then goes on after it. A :class:`PackedPage` (the compiled range reader's) is read by that
         loop in place, without a triple per key.
+
+        **Loaded at the end.** The compiled loop keeps the facts it read by partition and stores them a partition at a
+        time (``core/_load.c``'s **Stored by partition**): a load's pages are all in the view once ``end_load`` ran,
+        which every load does (``load``, the informer's loads), and before anything else changes the view (``apply``,
+        and this loop's own items in Python).
         """
         page: list[tuple[str, bytes, int]] | PackedPage
         source: list[tuple[str, bytes, int]] | tuple[bytes, bytes]
@@ -199,17 +210,27 @@ class View:
         if fast is None or not (runs.isascii() and triggers.isascii()):
             self._load_items(list(page))
             return
+        if self._pending is None:
+            self._pending = canonical.native_pending()
         state = (runs, triggers, self._nodes, self._parts, self.runs.by_partition, self.ledger.by_partition,
-                 self.partitions, self.problems, self.run_backfills, self._input_names)  # fmt: skip
+                 self.partitions, self.problems, self.run_backfills, self._input_names, self._pending)  # fmt: skip
         at, end, top = 0, len(page), self.revision
         while at < end:
             at, top = fast(source, at, top, state)
             if at < end:  # an item the compiled loop leaves to this one
                 self.revision = max(self.revision, top)
+                self._pending.flush()  # what came before it first, as one by one
                 self._load_items(list(page[at : at + 1]))
                 at, top = at + 1, self.revision
         if top > self.revision:
             self.revision = top
+
+    def end_load(self) -> None:
+        """Store the facts the last pages' compiled loop keeps by partition (**Loaded at the end**); a load's pages
+        are all in the view after it."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.flush()
 
     def _load_items(self, page: list[tuple[str, bytes, int]]) -> None:
         """``load_page``'s loop in Python: every item of ``page``, those the compiled loop leaves and, without it, all.
@@ -306,6 +327,8 @@ class View:
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         """Apply one put (value) or delete (None) at ``mod_rev``; return the partitions to re-plan."""
+        if self._pending:  # a load's facts kept by partition go first (**Loaded at the end**)
+            self._pending.flush()
         if mod_rev > self.revision:
             self.revision = mod_rev
         if self.problems:

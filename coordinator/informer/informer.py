@@ -274,6 +274,7 @@ class Informer:
         return Loaded(newest, count, tuple(sink.problems), revisions, tuple(unread))
 
     def _loaded(self, revision: int, *, passed: int | None = None) -> None:
+        self.view.end_load()  # the pages' facts the view keeps by partition (``View.load_page``)
         self._started = True
         self.view.revision = revision
         self.expectations.observe(revision if passed is None else passed)
