@@ -261,9 +261,10 @@ _PAGE_VALUES = [
 def test_any_pages_load_the_same_view_as_applying_each_key(writes: list[tuple[str, bytes, bool]]) -> None:
     """Any keys and values cut into pages anywhere (a page ends after a write drawn True) load into the same facts,
     partitions (with no partition left without facts), problems, backfill index and revision as ``apply`` of each key
-    in turn (each partition's nodes in the same order): a partition whose last fact a bad value drops in the middle
-    of a page and that gets a fact again later in it, a key rewritten on the fast path after a problem, values with and without a long fraction in one page (rule
-    2), backfills among other runs, keys the compiled loop leaves to Python's (not ASCII, malformed)."""
+    in turn (each partition's nodes in the same order), as triples and as etcd's bytes: a partition whose last fact a
+    bad value drops in the middle of a page and that gets a fact again later in it, a key rewritten on the fast path
+    after a problem, values with and without a long fraction in one page (rule 2), backfills among other runs, keys
+    the compiled loop leaves to Python's (not ASCII, malformed)."""
     items = [(key, value, rev) for rev, (key, value, _) in enumerate(writes, start=1)]
     one_by_one, paged, packed = View(_PAGE_KEYS), View(_PAGE_KEYS), View(_PAGE_KEYS)
     for key, value, mod_rev in items:
