@@ -310,9 +310,31 @@ static PyObject *str_of(const slot *s, PyObject *dflt) {
     return PyUnicode_FromStringAndSize(s->s, s->len);
 }
 
+/* The interned strings made last, by their bytes: a store's values repeat a few (a partition's run id in each DAG's
+   run state, a source); one found here is neither made, hashed nor looked up in the interpreter's table again. */
+#define INTERNED_CACHE 4096 /* a power of two */
+static struct {
+    uint64_t hash;
+    PyObject *str; /* an interned ASCII ``str`` (held), or NULL */
+} Interned[INTERNED_CACHE];
+
+/* The interned ``str`` of a read field, or ``dflt`` (a new reference) where it is absent or null; NULL: an error. The
+   reader reads ASCII strings only: one of the same bytes is the same string. */
 static PyObject *interned(const slot *s, PyObject *dflt) {
+    if (!s->present || s->null) return Py_NewRef(dflt);
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < s->len; i++) h = (h ^ (unsigned char)s->s[i]) * 1099511628211ULL;
+    PyObject **seen = &Interned[h & (INTERNED_CACHE - 1)].str;
+    if (*seen != NULL && Interned[h & (INTERNED_CACHE - 1)].hash == h && PyUnicode_GET_LENGTH(*seen) == s->len &&
+        memcmp(PyUnicode_DATA(*seen), s->s, (size_t)s->len) == 0)
+        return Py_NewRef(*seen);
     PyObject *out = str_of(s, dflt);
-    if (out != NULL) PyUnicode_InternInPlace(&out);
+    if (out == NULL) return NULL;
+    PyUnicode_InternInPlace(&out);
+    if (PyUnicode_IS_COMPACT_ASCII(out)) {
+        Py_XSETREF(*seen, Py_NewRef(out));
+        Interned[h & (INTERNED_CACHE - 1)].hash = h;
+    }
     return out;
 }
 
