@@ -9,6 +9,12 @@ a done ledger entry per non-root DAG and partition, inputs = the upstreams' gene
     .venv/bin/python bench/view_load.py --partitions 100 --rounds 3
     BENCH_CPROFILE=/tmp/load.prof .venv/bin/python bench/view_load.py --partitions 100 --rounds 1
 
+``--as-sent``: the pages as etcd sends them (a ``RangeResponse``'s bytes, serialized before the clock starts), read by
+the checkout's own page reader (``etcd.range_page.read_items``) and loaded: the read and the load of a watcher's
+start, without etcd and gRPC.
+
+    .venv/bin/python bench/view_load.py --partitions 73 --width 500 --page 5000 --as-sent --rounds 2 --before DIR
+
 ``--before DIR`` runs the same measurement with the code of another checkout (``git archive <commit> | tar -x -C
 DIR``) in a subprocess, alternating with this checkout round by round.
 
@@ -81,23 +87,38 @@ def store(partitions: int, width: int = 100) -> tuple[Path, list[tuple[str, byte
     return path, items
 
 
-def measure(deps: Path, items: list[tuple[str, bytes, int]], page: int) -> dict[str, float]:
-    """One cold start's CPU: the pages into a fresh view (cyclic GC off, as the watcher loads), then the first pass."""
+def as_sent(items: list[tuple[str, bytes, int]], page: int) -> list[bytes]:
+    """The pages as etcd sends them: each a ``RangeResponse``'s bytes."""
+    from coordinator.etcd.stubs import rpc
+
+    pages = []
+    for start in range(0, len(items), page):
+        kvs = [rpc.KeyValue(key=key.encode(), value=value, mod_revision=rev, create_revision=rev, version=1)
+               for key, value, rev in items[start : start + page]]  # fmt: skip
+        pages.append(rpc.RangeResponse(kvs=kvs, more=True, count=len(items) - start).SerializeToString())
+    return pages
+
+
+def measure(deps: Path, items: list[tuple[str, bytes, int]], page: int, sent: bool = False) -> dict[str, float]:
+    """One cold start's CPU: the pages into a fresh view (cyclic GC off, as the watcher loads), then the first pass;
+    ``sent``: each page read from etcd's bytes first (``--as-sent``)."""
     from coordinator.core.decide import decide
     from coordinator.core.model import KeyLayout
     from coordinator.core.view import View
+    from coordinator.etcd.range_page import read_items
     from coordinator.runtime.spec_file import load_spec
 
     graph = load_spec(deps)
     view = View(KeyLayout())
     view.intern_nodes(graph.dags)
+    pages: list[Any] = as_sent(items, page) if sent else [items[s : s + page] for s in range(0, len(items), page)]
     clock = time.process_time
     gc.collect()
     gc.disable()
     try:
         t0 = clock()
-        for start in range(0, len(items), page):
-            view.load_page(items[start : start + page])
+        for one in pages:
+            view.load_page(read_items(one).items if sent else one)
         getattr(view, "end_load", lambda: None)()  # a tree whose view stores a load's facts at its end
         t1 = clock()
     finally:
@@ -196,6 +217,7 @@ def main() -> None:
     parser.add_argument("--mypyc", nargs="+", metavar="MODULE",
                         help="alternate with a copy whose MODULEs (paths) mypyc compiled")  # fmt: skip
     parser.add_argument("--split", action="store_true", help="where the load's CPU goes (decoders stubbed, ...)")
+    parser.add_argument("--as-sent", action="store_true", help="pages as etcd's bytes, read by the page reader")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # one round, JSON out (subprocesses)
     args = parser.parse_args()
     if args.split:
@@ -208,10 +230,10 @@ def main() -> None:
         profile = os.environ.get("BENCH_CPROFILE")
         if profile:
             profiler = cProfile.Profile()
-            result = profiler.runcall(measure, deps, items, args.page)
+            result = profiler.runcall(measure, deps, items, args.page, args.as_sent)
             profiler.dump_stats(profile)
         else:
-            result = measure(deps, items, args.page)
+            result = measure(deps, items, args.page, args.as_sent)
         import coordinator
 
         compiled = sorted(
@@ -227,8 +249,9 @@ def main() -> None:
     for round_ in range(args.rounds):
         for name, repo in checkouts.items() if round_ % 2 == 0 else reversed(checkouts.items()):
             env = os.environ | {"BENCH_CODE": str(repo)}
+            sent = ["--as-sent"] if args.as_sent else []
             cmd = [sys.executable, str(Path(__file__).resolve()), "--one", f"--partitions={args.partitions}",
-                   f"--width={args.width}", f"--page={args.page}"]  # fmt: skip
+                   f"--width={args.width}", f"--page={args.page}", *sent]  # fmt: skip
             out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd=repo).stdout
             r: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
             print(f"round {round_} {name:6s} keys={r['keys']:,} load={r['load_cpu_s']:.3f}s "

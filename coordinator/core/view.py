@@ -208,7 +208,7 @@ class View:
         runs, triggers = self._bases
         fast = canonical.native_load
         if fast is None or not (runs.isascii() and triggers.isascii()):
-            self._load_items(list(page))
+            self._load_items(page if isinstance(page, list) else list(page))
             return
         if self._pending is None:
             self._pending = canonical.native_pending()
