@@ -74,6 +74,10 @@ def test_a_recorded_pid_whose_command_line_changed_is_left_alone(tmp_path: Path)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     mine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # reaper-needle"])
     try:
+        # Popen returns once the child is forked, maybe before its exec: until then its command line is this one's.
+        deadline = time.monotonic() + 10
+        while b"reaper-needle" not in Path(f"/proc/{mine.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         entries = [reaper.Entry("pid", other.pid, "etcd"), reaper.Entry("pid", mine.pid, "reaper-needle")]
         assert reaper.reap(entries) == [mine.pid]
         assert mine.wait(timeout=10) == -signal.SIGTERM
