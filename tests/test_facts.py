@@ -158,6 +158,21 @@ def test_the_compiled_reader_fills_the_fact_pydantics_record_gives() -> None:
     assert fact is not None and fact.input_names is names[("default/a", "default/b")]
 
 
+def test_the_compiled_reader_hands_back_the_interned_run_id_and_source_of_any_bytes() -> None:
+    """Run states of thousands of run ids (more than the reader's table of strings it made last), each read twice:
+    every fact's run id and source equal its bytes and are the interpreter's interned string, one object however
+    often read."""
+    assert canonical.native_run_fact is not None
+    read = canonical.native_run_fact
+    for rnd in range(2):
+        for i in range(10_000):
+            run_id, source = f"scheduled__{i:05d}", f"plugin:{i % 7}"
+            raw = b'{"state":"success","run_id":"%s","source":"%s"}' % (run_id.encode(), source.encode())
+            fact = read(raw, i + 1)
+            assert fact is not None and (fact.run_id, fact.source) == (run_id, source), (rnd, i)
+            assert fact.run_id is sys.intern(run_id) and fact.source is sys.intern(source), (rnd, i)
+
+
 def test_a_compact_fact_is_one_small_allocation() -> None:
     """A run fact of the reader's kind (UTC times, 64-bit integers) is one allocation of 96 bytes, a done ledger
     fact of two inputs one of 144: against about 215 and 320 bytes in four and five objects as named tuples."""
