@@ -20,8 +20,9 @@ backfill to index, a problem to clear), then calls this again after it. Rules:
   ``state``) instead, and a partition's list goes into its dicts in one go, in its order, while they are in the cache:
   when it holds ``PENDING_BATCH`` facts, and at ``Pending.flush`` (``View.end_load``, and before the Python loop takes
   an item). Each of the partition's dicts gets its keys in the order it would have got them one by one.
-- **Nothing cached across calls.** The DAG of the last key and the partitions' dicts are remembered within one call
-  only: the loop's item between two calls may ``apply``, which may drop a partition's dict.
+- **Nothing cached across calls.** The DAG of the last key and the partitions' slots are remembered within one call
+  only: the loop's item between two calls may ``apply``, which may drop a partition's dict. Only ``Pending`` keeps
+  partitions' dicts across calls, each held until its facts are stored, and it is flushed before that item.
 */
 #include "_native.h"
 

@@ -10,11 +10,11 @@ an item gets its triple made then.
 
 Rules:
 - **Exactly protobuf's reading.** ``read_items`` gives what protobuf's parse of the same bytes gives (its items read
-  as the same triples): the compiled
-  reader reads the fields a load keeps (the header's revision, ``more``, ``count``, each key, value and mod revision,
-  the last of each given, as protobuf merges them), skips every other field by its wire type, and declines anything it
-  cannot read exactly so (a group, a field it reads in another wire type, a truncated field); then protobuf reads the
-  bytes. Bytes protobuf rejects (a torn answer) are a ``StoreError`` saying so, as gRPC's own parse failing was.
+  as the same triples): the compiled reader reads the fields a load keeps (the header's revision, ``more``, ``count``,
+  each key, value and mod revision, the last of each given, as protobuf merges them), skips every other field by its
+  wire type, and declines anything it cannot read exactly so (a group, a field it reads in another wire type, a
+  truncated field); then protobuf reads the bytes. Bytes protobuf rejects (a torn answer) are a ``StoreError`` saying
+  so, as gRPC's own parse failing was.
 """
 
 from __future__ import annotations
