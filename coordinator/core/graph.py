@@ -20,6 +20,7 @@ Rules:
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -477,16 +478,18 @@ class Graph:
         for spec in self.dags.values():
             for src in (*spec.upstreams, *spec.on_failure_of):
                 children[src].append(spec.node)
-        ready = sorted(n for n, d in indegree.items() if d == 0)
+        # Kahn's order taking the least ready node each time: a heap, not a list sorted again after every node (at
+        # 5,000 DAGs that was a tenth of a second of a watcher's first pass).
+        ready = [n for n, d in indegree.items() if d == 0]
+        heapq.heapify(ready)
         order: list[NodeId] = []
         while ready:
-            node = ready.pop(0)
+            node = heapq.heappop(ready)
             order.append(node)
-            for child in sorted(children[node]):
+            for child in children[node]:
                 indegree[child] -= 1
                 if indegree[child] == 0:
-                    ready.append(child)
-            ready.sort()
+                    heapq.heappush(ready, child)
         if len(order) != len(self.dags):  # pragma: no cover - validation rejects cycles before a Graph exists
             raise ValueError("graph has a cycle")
         return tuple(order)

@@ -132,36 +132,42 @@ class CloseDags:
     """The DAGs of a graph, indexed to answer :func:`close_dags` for many names at once (**Near misses** of a whole
     file) without comparing each name with every DAG.
 
-    The index is the symmetric-deletion one of spelling correctors (SymSpell): every DAG id (lowercased, as
-    :func:`near_misses` compares) is filed under each string that deleting up to :data:`MOST_EDITS` of its characters
-    makes. A substitution, an insertion or deletion, and a swap of neighbours each cost at most one deletion on either
-    side, so two ids within :data:`MOST_EDITS` edits always share a filed string: a name is compared only with the ids
-    it shares one with, by :func:`near_misses` itself (the same checks, so the same answer as a scan of every DAG).
-    Ids whose numbers differ from the name's are a series, never a near miss: they are left out before that.
+    Ids whose numbers differ from the name's are a series, never a near miss (``_series``): the DAGs are grouped by
+    their numbers, and a name is looked up only among the ids with its own. Within a group the index is the
+    symmetric-deletion one of spelling correctors (SymSpell): every DAG id (lowercased, as :func:`near_misses`
+    compares) is filed under each string that deleting up to :data:`MOST_EDITS` of its characters makes. A
+    substitution, an insertion or deletion, and a swap of neighbours each cost at most one deletion on either side, so
+    two ids within :data:`MOST_EDITS` edits always share a filed string: a name is compared only with the ids it shares
+    one with, by :func:`near_misses` itself (the same checks, so the same answer as a scan of every DAG). A group is
+    filed when a name first asks for it: a watcher's start checks only the undeclared DAGs, and in a graph whose ids
+    are numbered (``l3_d042``) most groups hold one id, so it files a few ids, not every id of the graph.
     """
 
     def __init__(self, nodes: Iterable[NodeId]) -> None:
         self._by_id: dict[str, list[NodeId]] = {}
         for node in nodes:
             self._by_id.setdefault(node.dag_id, []).append(node)
-        self._filed: dict[str, list[str]] = {}
-        self._numbers = {dag_id: _numbers(dag_id) for dag_id in self._by_id}
+        self._series: dict[tuple[int, ...], list[str]] = {}
         for dag_id in self._by_id:
-            for variant in _deletions(dag_id.lower(), MOST_EDITS):
-                self._filed.setdefault(variant, []).append(dag_id)
+            self._series.setdefault(_numbers(dag_id), []).append(dag_id)
+        self._filed: dict[tuple[int, ...], dict[str, list[str]]] = {}
+
+    def _filed_with(self, numbers: tuple[int, ...]) -> dict[str, list[str]]:
+        """The deletion index of the ids whose numbers are ``numbers``, filed on first use."""
+        filed = self._filed.get(numbers)
+        if filed is None:
+            filed = self._filed[numbers] = {}
+            for dag_id in self._series.get(numbers, ()):
+                for variant in _deletions(dag_id.lower(), MOST_EDITS):
+                    filed.setdefault(variant, []).append(dag_id)
+        return filed
 
     def of(self, name: str) -> list[NodeId]:
         """The DAGs whose id ``name`` (a dag id, or ``instance/dag_id``) is probably a typo of, closest first (never
         one of that id: :func:`near_misses` leaves ``name`` out)."""
         dag_id = name.rpartition("/")[2]
-        numbers = _numbers(dag_id)
-        # Ids with other numbers are a series (``_series``): left out here rather than one by one below.
-        pool = {
-            other
-            for variant in _deletions(dag_id.lower(), MOST_EDITS)
-            for other in self._filed.get(variant, ())
-            if self._numbers[other] == numbers
-        }
+        filed = self._filed_with(_numbers(dag_id))
+        pool = {other for variant in _deletions(dag_id.lower(), MOST_EDITS) for other in filed.get(variant, ())}
         return [node for close in near_misses(dag_id, pool) for node in sorted(self._by_id[close])]
 
 
