@@ -143,6 +143,7 @@ typedef struct {
 } pair_t;
 
 #define PAIR_FACT(e) ((PyObject *)((e)->fact & ~(uintptr_t)1))
+#define PAIR_KIND(e) ((int)((e)->fact & 1))
 
 /* How many pairs ahead ``group_store`` asks for a fact's memory: about a memory latency's worth of stores. */
 #define PREFETCH_AHEAD 8
@@ -151,7 +152,6 @@ typedef struct {
 #else
 #define PREFETCH_FOR_WRITE(addr) ((void)(addr))
 #endif
-#define PAIR_KIND(e) ((int)((e)->fact & 1))
 
 /* One partition's facts to store: into ``facts[kind]`` by node, and the node into ``nodes`` (the view's dicts, owned
    here so that none is freed and its address taken by another while facts wait for it). */

@@ -147,9 +147,9 @@ class CloseDags:
         self._by_id: dict[str, list[NodeId]] = {}
         for node in nodes:
             self._by_id.setdefault(node.dag_id, []).append(node)
-        self._series: dict[tuple[int, ...], list[str]] = {}
+        self._by_numbers: dict[tuple[int, ...], list[str]] = {}
         for dag_id in self._by_id:
-            self._series.setdefault(_numbers(dag_id), []).append(dag_id)
+            self._by_numbers.setdefault(_numbers(dag_id), []).append(dag_id)
         self._filed: dict[tuple[int, ...], dict[str, list[str]]] = {}
 
     def _filed_with(self, numbers: tuple[int, ...]) -> dict[str, list[str]]:
@@ -157,7 +157,7 @@ class CloseDags:
         filed = self._filed.get(numbers)
         if filed is None:
             filed = self._filed[numbers] = {}
-            for dag_id in self._series.get(numbers, ()):
+            for dag_id in self._by_numbers.get(numbers, ()):
                 for variant in _deletions(dag_id.lower(), MOST_EDITS):
                     filed.setdefault(variant, []).append(dag_id)
         return filed
