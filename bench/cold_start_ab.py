@@ -9,8 +9,9 @@ nothing) is timed, so each start has a floor measured minutes from it: the ratio
 the estate is judged on.
 
 Prints, per start: time to the first reconcile pass (the sweep over every partition ends: ``dirty=all``), when the
-process logged ``watcher.start`` and ``view.loaded``, the watcher's CPU seconds until the first pass, that pass's
-``plan_ms``, peak RSS, any watch reconnect or relist; per read: wall, client and etcd CPU. ``--json`` keeps them all.
+process logged ``watcher.start`` and ``view.loaded``, the watcher's and etcd's CPU seconds until the first pass, that
+pass's ``plan_ms``, peak RSS, any watch reconnect or relist; per read: wall, client and etcd CPU. ``--json`` keeps
+them all.
 
     .venv/bin/python bench/cold_start_ab.py --tree before=/tmp/before --tree after=. \\
         --layers 10 --width 500 --partitions 365 --ledger --order before,after,after,before
@@ -52,10 +53,14 @@ def first_start(
     partition has ended too); its figures."""
     asyncio.run(_forget_checkpoint(etcd.endpoint))
     h.REPO = tree  # the watcher runs `python -m coordinator.cli` in this directory
+    etcd_before = h.process_cpu_seconds(etcd.pid)
     watcher = h.WatcherProcess(etcd.endpoint, deps, airflow_url, log_path, extra_env=dict(env or {})).start()
     swept: dict[str, float] = {}
     try:
         first = watcher.wait_for(lambda w: w.reconciles[:1], timeout, "the first reconcile pass")[0]
+        # etcd's CPU over the start: its read varies by a third run to run on one store, so a start that took
+        # longer may only have met an etcd that worked harder (compare with the bare reads' ``etcd_cpu_s``).
+        etcd_cpu = h.process_cpu_seconds(etcd.pid) - etcd_before
         cpu, hwm = watcher.cpu_seconds(), watcher.status("VmHWM") / 1024
         _, system_cpu, faults = watcher.cpu_split()
         stamps = {
@@ -82,6 +87,7 @@ def first_start(
         "first_reconcile_s": first.at - watcher.started_wall,
         "first_reconcile_cpu_s": cpu,
         "first_reconcile_sys_s": system_cpu,
+        "etcd_cpu_to_first_s": etcd_cpu,
         "minor_faults": faults,
         "first_reconcile_plan_ms": first.plan_ms,
         "imports_to_start_log_s": stamps["start"],
@@ -189,7 +195,7 @@ def main() -> None:
     print(f"\n{reads[0]['keys']:,} keys; etcd's bare read (drop) {min(r['wall_s'] for r in reads):.1f}-"
           f"{max(r['wall_s'] for r in reads):.1f} s, median {floor:.1f} s ({len(reads)} reads)\n")  # fmt: skip
     figures = ("first_reconcile_s", "first_reconcile_cpu_s", "first_reconcile_plan_ms", "imports_to_start_log_s",
-               "view_loaded_s", "vmhwm_mb", "first_reconcile_sys_s", "minor_faults")  # fmt: skip
+               "view_loaded_s", "vmhwm_mb", "first_reconcile_sys_s", "minor_faults", "etcd_cpu_to_first_s")  # fmt: skip
     if args.sweep:
         figures += ("sweep_end_s", "sweep_end_cpu_s", "sweep_plan_ms", "sweep_vmhwm_mb")
     print("| figure | " + " | ".join(f"{name} ({trees[name]})" for name in trees) + " |")
