@@ -26,7 +26,6 @@ def _graphs(draw: st.DrawFn) -> Graph:
     """A random acyclic graph: names drawn in any order, edges only from an earlier-drawn DAG to a later one."""
     names = draw(st.lists(st.text(alphabet="abc_01", min_size=1, max_size=4), min_size=1, max_size=25, unique=True))
     nodes = [NodeId(draw(st.sampled_from(("default", "eu"))), name) for name in names]
-    nodes = list(dict.fromkeys(nodes))
     dags = {}
     for i, node in enumerate(nodes):
         earlier = nodes[:i]
