@@ -602,7 +602,10 @@ def native_lag(e2e: E2E) -> float:
     run_id = e2e.run_id("native")
     e2e.stack.trigger("e2e_native_producer", run_id, e2e.new_partition())
     e2e.stack.wait_for_run("e2e_native_producer", run_id, ["success"], timeout_s=CASCADE_TIMEOUT_S)
-    runs = wait_for(lambda: consumer_runs(e2e, "e2e_native_consumer"), CASCADE_TIMEOUT_S, "the native consumer run")
+    # ``or None``: an empty list is an answer to ``wait_for``; the consumer is queued a moment after the producer's
+    # success, and on a loaded machine the first look came before it.
+    runs = wait_for(lambda: consumer_runs(e2e, "e2e_native_consumer") or None, CASCADE_TIMEOUT_S,
+                    "the native consumer run")  # fmt: skip
     task_end = task_runs(e2e.stack, "e2e_native_producer", run_id)["publish"].end_date
     assert task_end is not None
     return (max(datetime.fromisoformat(r["queued_at"]) for r in runs) - task_end).total_seconds()
