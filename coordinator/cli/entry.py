@@ -1,10 +1,19 @@
-"""The ``coordinator`` console script: every command module imported for its registrations on the app, then the app.
+"""The ``coordinator`` console script: the command modules imported for their registrations on the app, then the app.
 
 Apart from ``app.py`` so that no command module is imported by the module it imports its ``app`` from.
+
+Rules:
+- **A command loads its own module.** ``coordinator watch ...`` imports the module that registers ``watch``
+  (:data:`COMMAND_MODULES`) and no other command module, and typer builds only the commands registered: the other
+  modules' imports and typer's reading of every command's signature were about 0.09 s of each start, before the
+  watcher's first read of etcd. Anything else (no command, ``--help``, ``--version``, a name no module registers: a
+  typo typer answers with its suggestions) loads every module, so the help and the suggestions list every command.
+  ``tests/test_cli_entry.py`` holds the table to what the modules register.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -12,10 +21,43 @@ import traceback
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, app, exit_with
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
 
+#: Each command (or group of subcommands) by the module of ``coordinator.cli`` that registers it (**A command loads its
+#: own module**).
+COMMAND_MODULES = {
+    "check-plugin": "airflow_cmds",
+    "skip-event": "asset_cmds",
+    "release": "budget_cmds",
+    **dict.fromkeys(("watch", "reconcile", "status", "why", "backfill"), "engine_cmds"),
+    "check-airflow": "check_airflow_cmds",
+    "diff": "diff_cmds",
+    "doctor": "doctor_cmds",
+    **dict.fromkeys(("hold", "release-hold", "holds", "history", "retract"), "incident_cmds"),
+    "release-flap": "flap_cmds",
+    "import-dags": "import_cmds",
+    "lineage": "lineage_cmds",
+    "probe": "probe_cmds",
+    "prune": "prune_cmds",
+    **dict.fromkeys(("rerun", "plan"), "rerun_cmds"),
+    "roles": "roles_cmds",
+    **dict.fromkeys(("validate", "schema", "graph", "inputs"), "spec_cmds"),
+    "mark": "state_cmds",
+    "trigger": "trigger_cmds",
+}
 
-def load_commands() -> None:
-    """Import every command module for its registrations on ``app`` (``main()``, the reference page and the tests
-    see the same commands)."""
+
+def command_of(argv: list[str]) -> str | None:
+    """The command ``argv`` (the arguments after the program's name) runs, when its module is known and nothing asks
+    for the whole app (**A command loads its own module**); None otherwise."""
+    # The app's own options (--version, --help, completion) come before a command: with one, everything loads.
+    return argv[0] if argv and argv[0] in COMMAND_MODULES else None
+
+
+def load_commands(command: str | None = None) -> None:
+    """Import the module of ``command`` for its registrations on ``app``; every command module when None
+    (``main()`` without a known command, the reference page and the tests see the same commands)."""
+    if command is not None:
+        importlib.import_module(f"coordinator.cli.{COMMAND_MODULES[command]}")
+        return
     from coordinator.cli import (  # noqa: F401
         airflow_cmds,
         asset_cmds,
@@ -45,7 +87,7 @@ def main() -> None:
     # reaches the operator as our own error with its fix (coordinator.etcd.tls_hint); the C core keeps its ERROR lines.
     # It reads the variable once, when grpc is first imported: before load_commands. An operator's own value wins.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    load_commands()
+    load_commands(command_of(sys.argv[1:]))
 
     # Outside typer a ``fail()`` (typer.Exit) would escape as a traceback: errors here print and exit directly.
     try:
