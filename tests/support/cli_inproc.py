@@ -46,7 +46,8 @@ def run_cli(
         overrides.update(env)
     argv = sys.argv
     code: int | str | None = 0
-    with _logging_restored(), CliRunner().isolation(input=input, env=overrides) as (stdout, stderr, _):
+    isolation = CliRunner().isolation(input=input, env=overrides)
+    with _logging_restored(), _environment_restored(), isolation as (stdout, stderr, _):
         sys.argv = ["coordinator", *args]
         try:
             with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
@@ -63,6 +64,21 @@ def run_cli(
     elif isinstance(code, str):  # sys.exit("message"): the message goes to stderr and the code is 1, as in Python
         err, code = err + code + "\n", 1
     return subprocess.CompletedProcess(["coordinator", *args], code, out, err)
+
+
+@contextlib.contextmanager
+def _environment_restored() -> Iterator[None]:
+    """``os.environ`` as it was before, what the call itself set included (``main()`` sets ``GRPC_VERBOSITY``): click's
+    isolation restores only the variables it was given, and a variable the first call of a process set stayed."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in os.environ.keys() - saved.keys():
+            del os.environ[key]
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
