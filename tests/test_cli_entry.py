@@ -79,7 +79,8 @@ def test_the_help_and_a_typo_see_every_command() -> None:
     was meant to be: both load every command module."""
     helped = run("--help")
     assert helped.returncode == 0, helped.stderr
-    assert all(name in helped.stdout for name in ("watch", "doctor", "import-dags", "lineage", "trigger")), helped.stdout
+    listed = ("watch", "doctor", "import-dags", "lineage", "trigger")
+    assert all(name in helped.stdout for name in listed), helped.stdout
     assert loaded(helped) == set(COMMAND_MODULES.values())
     typo = run("wacth")
     assert typo.returncode == 2 and "watch" in typo.stderr, typo.stderr
