@@ -107,7 +107,8 @@ IDS = [f"{path} {long_name(param)}" for path, param, _ in OPTIONS]
 
 
 def test_every_command_module_is_loaded() -> None:
-    """load_commands (what main() and the reference page use) imports every command module of coordinator.cli."""
+    """load_commands without a command (main()'s help and suggestions, the reference page) imports every command
+    module of coordinator.cli."""
     load_commands()
     package = importlib.import_module("coordinator.cli")
     modules = {m.name for m in pkgutil.iter_modules(package.__path__) if m.name.endswith("_cmds")}

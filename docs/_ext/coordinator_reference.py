@@ -52,7 +52,7 @@ def _code(text: str) -> str:
 
 def cli_group() -> Any:
     """The ``coordinator`` app as a click group, with every command module registered as ``coordinator.cli.entry.main``
-    registers them. Typer vendors its own click, so commands are told apart by what they have (a group lists
+    registers them for its help. Typer vendors its own click, so commands are told apart by what they have (a group lists
     commands), not by click's classes."""
     import typer.main
 
