@@ -52,8 +52,8 @@ def _code(text: str) -> str:
 
 def cli_group() -> Any:
     """The ``coordinator`` app as a click group, with every command module registered as ``coordinator.cli.entry.main``
-    registers them for its help. Typer vendors its own click, so commands are told apart by what they have (a group lists
-    commands), not by click's classes."""
+    registers them for its help. Typer vendors its own click, so commands are told apart by what they have (a group
+    lists commands), not by click's classes."""
     import typer.main
 
     from coordinator.cli.app import app
