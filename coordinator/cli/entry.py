@@ -53,31 +53,12 @@ def command_of(argv: list[str]) -> str | None:
 
 
 def load_commands(command: str | None = None) -> None:
-    """Import the module of ``command`` for its registrations on ``app``; every command module when None
-    (``main()`` without a known command, the reference page and the tests see the same commands)."""
-    if command is not None:
-        importlib.import_module(f"coordinator.cli.{COMMAND_MODULES[command]}")
-        return
-    from coordinator.cli import (  # noqa: F401
-        airflow_cmds,
-        asset_cmds,
-        budget_cmds,
-        check_airflow_cmds,
-        diff_cmds,
-        doctor_cmds,
-        engine_cmds,
-        flap_cmds,
-        import_cmds,
-        incident_cmds,
-        lineage_cmds,
-        probe_cmds,
-        prune_cmds,
-        rerun_cmds,
-        roles_cmds,
-        spec_cmds,
-        state_cmds,
-        trigger_cmds,
-    )
+    """Import the module of ``command`` for its registrations on ``app``; every command module of
+    :data:`COMMAND_MODULES` when None (``main()`` without a known command, the reference page and the tests see the
+    same commands)."""
+    names = {COMMAND_MODULES[command]} if command is not None else set(COMMAND_MODULES.values())
+    for name in sorted(names):  # by name: commands register, and the help lists a panel's, in import order
+        importlib.import_module(f"coordinator.cli.{name}")
 
 
 def main() -> None:
