@@ -64,7 +64,11 @@ class _Rotator:
     def rotate(self) -> None:
         old, self.current = self.current, f"tok-{self.rotations + 1}"
         self.tokens.add(self.current)
-        self.file.write_text(self.current)
+        # Written beside it and renamed in, as a secret mount swaps its files: a file truncated before its write was
+        # once read empty by the watcher, which counted an auth failure the test asserts never happens.
+        part = self.file.with_name(f"{self.file.name}.part")
+        part.write_text(self.current)
+        part.replace(self.file)
         self.tokens.retire(old)
         self.rotations += 1
 
