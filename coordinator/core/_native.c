@@ -322,8 +322,7 @@ static struct {
    reader reads ASCII strings only: one of the same bytes is the same string. */
 static PyObject *interned(const slot *s, PyObject *dflt) {
     if (!s->present || s->null) return Py_NewRef(dflt);
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < s->len; i++) h = (h ^ (unsigned char)s->s[i]) * 1099511628211ULL;
+    uint64_t h = bytes_hash(s->s, s->len);
     PyObject **seen = &Interned[h & (INTERNED_CACHE - 1)].str;
     if (*seen != NULL && Interned[h & (INTERNED_CACHE - 1)].hash == h && PyUnicode_GET_LENGTH(*seen) == s->len &&
         memcmp(PyUnicode_DATA(*seen), s->s, (size_t)s->len) == 0)
