@@ -21,8 +21,10 @@ from tests.support.examples import examples
 
 ZONES = st.sampled_from([UTC, None, timezone(timedelta(hours=2)), timezone(timedelta(0), "Z0")])
 TIMES = st.none() | st.datetimes(timezones=ZONES) | st.datetimes(timezones=st.just(UTC))
-#: Integers the layout holds and ones it does not (beyond 64 bits, a bool), and a value that is not an int at all.
-INTS = st.integers(-(2**63), 2**63 - 1) | st.integers() | st.booleans() | st.just("7")
+#: Integers the layout holds and ones it does not (beyond 64 bits, or 32 for the counts; a bool), and a value that is
+#: not an int at all.
+WIDTHS = st.sampled_from([2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**63 - 1, -(2**63)])
+INTS = st.integers(-(2**63), 2**63 - 1) | WIDTHS | st.integers() | st.booleans() | st.just("7")
 TEXT = st.text(max_size=12)
 
 
@@ -42,8 +44,8 @@ def ledger_fields() -> st.SearchStrategy[tuple[Any, ...]]:
     revs = st.lists(INTS, max_size=4).map(tuple) | st.just([1, 2])
     full = st.none() | st.just(TriggerRecord(status=TriggerStatus.PENDING, action=TriggerAction.CREATE, run_id="r"))
     return st.tuples(
-        st.sampled_from(list(TriggerStatus)), st.sampled_from(list(TriggerAction)), TEXT, names, revs, INTS, INTS,
-        INTS, INTS, st.none() | TEXT, TIMES, full,
+        st.sampled_from(list(TriggerStatus)), st.sampled_from(list(TriggerAction)), TEXT, names, revs, INTS,
+        INTS, INTS, INTS, st.none() | TEXT, TIMES, full,
     )  # fmt: skip
 
 
@@ -173,14 +175,35 @@ def test_the_compiled_reader_hands_back_the_interned_run_id_and_source_of_any_by
             assert fact.run_id is sys.intern(run_id) and fact.source is sys.intern(source), (rnd, i)
 
 
+@pytest.mark.parametrize("wide", [2**31, -(2**31) - 1, 2**40])
+def test_a_state_or_status_given_as_a_tuple_and_a_count_beyond_32_bits_read_back_as_given(wide: int) -> None:
+    """The compact layout keeps the fields as a tuple in the state's (status's) slot where one does not fit: a state
+    or status given as a tuple itself, and a count (``clear_number``, ``trigger_count``, ``attempts``) beyond 32 bits,
+    read back equal and of the same type as the named tuple's, and the fact equals and hashes as it does."""
+    odd = ("not", "a member")
+    runs = [(odd, "r", 1, 5), (RunState.SUCCESS, "r", wide, 5)]
+    ledgers = [
+        (odd, TriggerAction.CREATE, "c", ("a",), (1,), 9),
+        (TriggerStatus.DONE, TriggerAction.CREATE, "c", ("a",), (1,), 9, 0, wide),
+        (TriggerStatus.DONE, TriggerAction.CREATE, "c", ("a",), (1,), 9, 0, 1, wide, "boom"),
+    ]
+    for compact, named in [(RunFact(*f), NamedRunFact(*f)) for f in runs] + [
+        (LedgerFact(*f), NamedLedgerFact(*f)) for f in ledgers
+    ]:
+        same(compact, named)
+        assert compact == RunFact(*named) if isinstance(named, NamedRunFact) else compact == LedgerFact(*named)
+        assert hash(compact) == hash(tuple(named))
+
+
 def test_a_compact_fact_is_one_small_allocation() -> None:
-    """A run fact of the reader's kind (UTC times, 64-bit integers) is one allocation of 96 bytes, a done ledger
-    fact of two inputs one of 144: against about 215 and 320 bytes in four and five objects as named tuples."""
+    """A run fact of the reader's kind (UTC times, integers within the layout's widths) is one allocation of 80 bytes,
+    a done ledger fact of two inputs one of 112: against about 215 and 320 bytes in four and five objects as named
+    tuples."""
     stamp = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
     runs = [(RunState.SUCCESS, "r", 0, 10**6 + i, "s", stamp, stamp + timedelta(seconds=i)) for i in range(2000)]
     ledgers = [(TriggerStatus.DONE, TriggerAction.CREATE, "c", ("a", "b"), (10**6 + i, 10**7 + i), 10**8 + i, 0, 1, 1,
                 None, stamp + timedelta(seconds=i)) for i in range(2000)]  # fmt: skip
-    for make, fields, size in ((RunFact, runs, 96), (LedgerFact, ledgers, 144)):
+    for make, fields, size in ((RunFact, runs, 80), (LedgerFact, ledgers, 112)):
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]

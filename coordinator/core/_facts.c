@@ -2,15 +2,16 @@
 
 A big store holds millions of facts. As named tuples each was a tuple with its integers, times and input generations
 as objects of their own: about 215 bytes and four allocations a run state, about 320 bytes and five a ledger entry,
-each new byte a page the kernel zeroes at a start. Here a run fact is 96 bytes, a done ledger fact of two inputs 144,
-one allocation each: integers and the input generations are held as 64-bit integers, times as UTC microseconds, and
-each is made into its Python object when read.
+each new byte a page the kernel zeroes at a start. Here a run fact is 80 bytes, a done ledger fact of two inputs 112,
+one allocation each: integers and the input generations are held as 32- or 64-bit integers, times as UTC
+microseconds, a done intent's two None fields as one empty slot, and each is made into its Python object when read.
 
 Rules:
 - **The same fact.** A field reads back equal to what was given, of the same type: an integer as an int, a time as
   a ``datetime`` in the shared ``datetime.UTC``, a bool as a bool. A value the layout cannot hold exactly (an int
   beyond 64 bits or of another type, a time in another zone or none, a ``datetime`` subclass) keeps every field as
-  given (``odd``): nothing is converted, so no reader sees a difference.
+  given (``odd``: the tuple of them, where the state or the status would be): nothing is converted, so no reader
+  sees a difference.
 - **A named tuple's manners.** Built with the same arguments and defaults as the named tuple of ``core/facts.py``,
   equal and hashed as the tuple of its fields, indexed, unpacked, copied and pickled like it, shown like it.
 - **The named tuple's own members.** The properties and methods written in Python on the named tuple (``of``,
@@ -96,6 +97,14 @@ static int held_int(PyObject *value, int64_t *out) {
     return 1;
 }
 
+/* **The same fact**: 1 and ``*out`` where ``value`` is exactly an int within 32 bits. */
+static int held_int32(PyObject *value, int32_t *out) {
+    int64_t n;
+    if (!held_int(value, &n) || n < INT32_MIN || n > INT32_MAX) return 0;
+    *out = (int32_t)n;
+    return 1;
+}
+
 /* **The same fact**: 1 and ``*out`` where ``value`` is None or exactly a ``datetime`` in the shared UTC. */
 static int held_time(PyObject *value, int64_t *out) {
     if (value == Py_None) {
@@ -164,15 +173,15 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (fields_of_call("RunFact", RUN_NAMES, RunDefaults, RF_N, args, kwds, v) < 0) return NULL;
     RunFactObject *f = PyObject_New(RunFactObject, &RunFactType);
     if (f == NULL) return NULL;
-    f->odd = f->state = f->run_id = f->source = NULL;
+    f->state = f->run_id = f->source = NULL;
     f->backfill = v[RF_BACKFILL] == Py_True;
-    if (held_int(v[RF_CLEAR], &f->clear_number) && held_int(v[RF_REV], &f->rev) && held_time(v[RF_START], &f->start) &&
-        held_time(v[RF_END], &f->end) && held_time(v[RF_SEEN], &f->seen) &&
+    if (!PyTuple_CheckExact(v[RF_STATE]) && held_int32(v[RF_CLEAR], &f->clear_number) && held_int(v[RF_REV], &f->rev) &&
+        held_time(v[RF_START], &f->start) && held_time(v[RF_END], &f->end) && held_time(v[RF_SEEN], &f->seen) &&
         (v[RF_BACKFILL] == Py_True || v[RF_BACKFILL] == Py_False)) {
         f->state = Py_NewRef(v[RF_STATE]);
         f->run_id = Py_NewRef(v[RF_RUN_ID]);
         f->source = Py_NewRef(v[RF_SOURCE]);
-    } else if ((f->odd = odd_tuple(v, RF_N)) == NULL) {
+    } else if ((f->state = odd_tuple(v, RF_N)) == NULL) {
         Py_DECREF(f);
         return NULL;
     }
@@ -180,7 +189,6 @@ static PyObject *run_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 }
 
 static void run_dealloc(RunFactObject *f) {
-    Py_XDECREF(f->odd);
     Py_XDECREF(f->state);
     Py_XDECREF(f->run_id);
     Py_XDECREF(f->source);
@@ -192,7 +200,8 @@ static PyObject *run_item(RunFactObject *f, Py_ssize_t i) {
         PyErr_SetString(PyExc_IndexError, "tuple index out of range");
         return NULL;
     }
-    if (f->odd != NULL) return Py_NewRef(PyTuple_GET_ITEM(f->odd, i));
+    PyObject *odd = RUN_ODD(f);
+    if (odd != NULL) return Py_NewRef(PyTuple_GET_ITEM(odd, i));
     switch (i) {
     case RF_STATE: return Py_NewRef(f->state);
     case RF_RUN_ID: return Py_NewRef(f->run_id);
@@ -220,18 +229,23 @@ static PyObject *ledger_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     Py_ssize_t n = held ? PyTuple_GET_SIZE(revs) : 0;
     LedgerFactObject *f = PyObject_NewVar(LedgerFactObject, &LedgerFactType, n);
     if (f == NULL) return NULL;
-    f->odd = f->status = f->action = f->run_id = f->input_names = f->last_error = f->full = NULL;
+    f->status = f->action = f->run_id = f->input_names = f->rest = NULL;
     for (Py_ssize_t i = 0; held && i < n; i++) held = held_int(PyTuple_GET_ITEM(revs, i), &f->revs[i]);
-    if (held && held_int(v[LF_MOD_REV], &f->mod_rev) && held_int(v[LF_INTENT], &f->recorded_intent_rev) &&
-        held_int(v[LF_COUNT], &f->trigger_count) && held_int(v[LF_ATTEMPTS], &f->attempts) &&
-        held_time(v[LF_DONE_AT], &f->done_at)) {
+    if (held && !PyTuple_CheckExact(v[LF_STATUS]) && held_int(v[LF_MOD_REV], &f->mod_rev) &&
+        held_int(v[LF_INTENT], &f->recorded_intent_rev) && held_int32(v[LF_COUNT], &f->trigger_count) &&
+        held_int32(v[LF_ATTEMPTS], &f->attempts) && held_time(v[LF_DONE_AT], &f->done_at)) {
+        if (v[LF_ERROR] != Py_None || v[LF_FULL] != Py_None) {
+            f->rest = PyTuple_Pack(2, v[LF_ERROR], v[LF_FULL]);
+            if (f->rest == NULL) {
+                Py_DECREF(f);
+                return NULL;
+            }
+        }
         f->status = Py_NewRef(v[LF_STATUS]);
         f->action = Py_NewRef(v[LF_ACTION]);
         f->run_id = Py_NewRef(v[LF_RUN_ID]);
         f->input_names = Py_NewRef(v[LF_NAMES]);
-        f->last_error = Py_NewRef(v[LF_ERROR]);
-        f->full = Py_NewRef(v[LF_FULL]);
-    } else if ((f->odd = odd_tuple(v, LF_N)) == NULL) {
+    } else if ((f->status = odd_tuple(v, LF_N)) == NULL) {
         Py_DECREF(f);
         return NULL;
     }
@@ -239,13 +253,11 @@ static PyObject *ledger_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
 }
 
 static void ledger_dealloc(LedgerFactObject *f) {
-    Py_XDECREF(f->odd);
     Py_XDECREF(f->status);
     Py_XDECREF(f->action);
     Py_XDECREF(f->run_id);
     Py_XDECREF(f->input_names);
-    Py_XDECREF(f->last_error);
-    Py_XDECREF(f->full);
+    Py_XDECREF(f->rest);
     PyObject_Free(f);
 }
 
@@ -269,7 +281,8 @@ static PyObject *ledger_item(LedgerFactObject *f, Py_ssize_t i) {
         PyErr_SetString(PyExc_IndexError, "tuple index out of range");
         return NULL;
     }
-    if (f->odd != NULL) return Py_NewRef(PyTuple_GET_ITEM(f->odd, i));
+    PyObject *odd = LEDGER_ODD(f);
+    if (odd != NULL) return Py_NewRef(PyTuple_GET_ITEM(odd, i));
     switch (i) {
     case LF_STATUS: return Py_NewRef(f->status);
     case LF_ACTION: return Py_NewRef(f->action);
@@ -280,9 +293,9 @@ static PyObject *ledger_item(LedgerFactObject *f, Py_ssize_t i) {
     case LF_INTENT: return PyLong_FromLongLong(f->recorded_intent_rev);
     case LF_COUNT: return PyLong_FromLongLong(f->trigger_count);
     case LF_ATTEMPTS: return PyLong_FromLongLong(f->attempts);
-    case LF_ERROR: return Py_NewRef(f->last_error);
+    case LF_ERROR: return Py_NewRef(f->rest == NULL ? Py_None : PyTuple_GET_ITEM(f->rest, 0));
     case LF_DONE_AT: return time_object(f->done_at);
-    default: return Py_NewRef(f->full);
+    default: return Py_NewRef(f->rest == NULL ? Py_None : PyTuple_GET_ITEM(f->rest, 1));
     }
 }
 
@@ -294,15 +307,16 @@ static PyObject *ledger_get(PyObject *self, void *at) { return ledger_item((Ledg
    named tuple's reads it; without building the generations' tuple. */
 static PyObject *ledger_input(PyObject *self, PyObject *name) {
     LedgerFactObject *f = (LedgerFactObject *)self;
-    PyObject *names = f->odd != NULL ? PyTuple_GET_ITEM(f->odd, LF_NAMES) : f->input_names;
+    PyObject *odd = LEDGER_ODD(f);
+    PyObject *names = odd != NULL ? PyTuple_GET_ITEM(odd, LF_NAMES) : f->input_names;
     PyObject *at = PyObject_CallMethod(names, "index", "O", name);
     if (at == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_ValueError)) return NULL;
         PyErr_Clear();
         Py_RETURN_NONE;
     }
-    if (f->odd != NULL) {
-        PyObject *found = PyObject_GetItem(PyTuple_GET_ITEM(f->odd, LF_REVS), at);
+    if (odd != NULL) {
+        PyObject *found = PyObject_GetItem(PyTuple_GET_ITEM(odd, LF_REVS), at);
         Py_DECREF(at);
         return found;
     }

@@ -437,13 +437,14 @@ PyObject *native_run_fact_of(const char *raw, Py_ssize_t size, int64_t rev) {
     /* RunFact.of: ``updated_at`` is kept only where it stands in for a missing date */
     int seen = !(start && (end || States.active[state]));
     const slot *type = &s[R_RUN_TYPE];
+    int64_t clear_number = int_of(&s[R_CLEAR], 0);
+    if (clear_number > INT32_MAX) Py_RETURN_NONE; /* wider than the fact holds it: the other paths' (an odd fact) */
     RunFactObject *f = PyObject_New(RunFactObject, &RunFactType);
     if (f == NULL) return NULL;
-    f->odd = NULL;
     f->state = Py_NewRef(States.member[state]);
     f->run_id = interned(&s[R_RUN_ID], Py_None);
     f->source = interned(&s[R_SOURCE], Unknown);
-    f->clear_number = int_of(&s[R_CLEAR], 0);
+    f->clear_number = (int32_t)clear_number;
     f->rev = rev;
     f->start = time_of(&s[R_START]);
     f->end = time_of(&s[R_END]);
@@ -466,20 +467,30 @@ PyObject *native_done_ledger_fact_of(const char *raw, Py_ssize_t size, int64_t m
         !s[L_STATUS].present || !s[L_ACTION].present || !s[L_RUN_ID].present)
         Py_RETURN_NONE;
     Py_ssize_t n = s[L_INPUTS].present ? (Py_ssize_t)s[L_INPUTS].n : 0;
+    int64_t count = int_of(&s[L_COUNT], 1), attempts = int_of(&s[L_ATTEMPTS], 0);
+    if (count > INT32_MAX || attempts > INT32_MAX) Py_RETURN_NONE; /* wider than the fact holds them: the other paths' */
     LedgerFactObject *f = PyObject_NewVar(LedgerFactObject, &LedgerFactType, n);
     if (f == NULL) return NULL;
-    f->odd = f->input_names = NULL;
+    f->input_names = f->rest = NULL;
     f->status = Py_NewRef(Done);
     f->action = Py_NewRef(Actions.member[s[L_ACTION].n]);
     f->run_id = interned(&s[L_RUN_ID], Py_None);
-    f->last_error = str_of(&s[L_LAST_ERROR], Py_None);
-    f->full = Py_NewRef(Py_None);
     f->mod_rev = mod_rev;
     f->recorded_intent_rev = int_of(&s[L_INTENT], 0);
-    f->trigger_count = int_of(&s[L_COUNT], 1);
-    f->attempts = int_of(&s[L_ATTEMPTS], 0);
+    f->trigger_count = (int32_t)count;
+    f->attempts = (int32_t)attempts;
     f->done_at = time_of(&s[L_DONE_AT]);
-    if (f->run_id == NULL || f->last_error == NULL || inputs_of(&s[L_INPUTS], names, &f->input_names, f->revs) < 0) {
+    const slot *error = &s[L_LAST_ERROR];
+    if (error->present && !error->null) { /* ``rest``: (last_error, full), full None for a done intent */
+        PyObject *text = str_of(error, Py_None);
+        f->rest = text == NULL ? NULL : PyTuple_Pack(2, text, Py_None);
+        Py_XDECREF(text);
+        if (f->rest == NULL) {
+            Py_DECREF(f);
+            return NULL;
+        }
+    }
+    if (f->run_id == NULL || inputs_of(&s[L_INPUTS], names, &f->input_names, f->revs) < 0) {
         Py_DECREF(f);
         return NULL;
     }
