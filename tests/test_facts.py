@@ -191,7 +191,7 @@ def test_a_state_or_status_given_as_a_tuple_and_a_count_beyond_32_bits_read_back
         (LedgerFact(*f), NamedLedgerFact(*f)) for f in ledgers
     ]:
         same(compact, named)
-        assert compact == RunFact(*named) if isinstance(named, NamedRunFact) else compact == LedgerFact(*named)
+        assert compact == type(compact)(*named)
         assert hash(compact) == hash(tuple(named))
 
 

@@ -468,7 +468,8 @@ PyObject *native_done_ledger_fact_of(const char *raw, Py_ssize_t size, int64_t m
         Py_RETURN_NONE;
     Py_ssize_t n = s[L_INPUTS].present ? (Py_ssize_t)s[L_INPUTS].n : 0;
     int64_t count = int_of(&s[L_COUNT], 1), attempts = int_of(&s[L_ATTEMPTS], 0);
-    if (count > INT32_MAX || attempts > INT32_MAX) Py_RETURN_NONE; /* wider than the fact holds them: the other paths' */
+    /* wider than the fact holds them: the other paths' (an odd fact) */
+    if (count > INT32_MAX || attempts > INT32_MAX) Py_RETURN_NONE;
     LedgerFactObject *f = PyObject_NewVar(LedgerFactObject, &LedgerFactType, n);
     if (f == NULL) return NULL;
     f->input_names = f->rest = NULL;

@@ -1,5 +1,6 @@
 /* What the compiled module's sources share: the reader of the store's values (``_native.c``), used by the loop that
-   loads a snapshot page (``_load.c``), over the compact facts (``_facts.h``), and the hash both use for their caches. */
+   loads a snapshot page (``_load.c``), over the compact facts (``_facts.h``); and the hash both use for their
+   caches. */
 #ifndef COORDINATOR_NATIVE_H
 #define COORDINATOR_NATIVE_H
 
@@ -14,10 +15,10 @@ static inline uint64_t word_at(const char *s) {
     return w;
 }
 
-/* A hash of ``n`` bytes, a word at a time, for the compiled caches' slots (the loop's partitions by a key's last part,
-   the interned run ids and sources): every key of a snapshot is hashed two or three times, and a byte at a time (FNV-1a:
-   a multiply per byte, each waiting for the last) cost a few per cent of the load's CPU. Each slot is checked by its
-   bytes, so only speed depends on the hash. */
+/* A hash of ``n`` bytes, a word at a time, for the compiled caches' slots (the loop's partitions by a key's last
+   part, the interned run ids and sources): every key of a snapshot is hashed two or three times, and a byte at a time
+   (FNV-1a: a multiply per byte, each waiting for the last) cost a few per cent of the load's CPU. Each slot is
+   checked by its bytes, so only speed depends on the hash. */
 static inline uint64_t bytes_hash(const char *s, Py_ssize_t n) {
     const uint64_t mul = 0xff51afd7ed558ccdULL;
     uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n;
