@@ -179,6 +179,7 @@ def test_the_plugin_hint_wakes_the_asset_round_long_before_its_interval(stack: S
     assert delivered(target) == [], "delivered without a hint: the round ran early"
     hint(stack)
     wait_delivered(target, 1)
+    stack.settle()
     assert delivered(target) == [f"default:{event_id}"]
 
 
@@ -300,8 +301,12 @@ def test_a_skip_request_reaches_the_leader_through_its_watch_not_at_the_next_ass
     done = skip_event(stack, URI, str(refused), "--from", "default", "--to", B)
     assert done.returncode == 0 and "skip requested" in done.stdout, done.stderr
     wait_delivered(target, 1)
+    # The ledger says done only after team_b's answer is back: wait for that write, then let the rounds settle.
+    statuses = {refused: "skipped", later: "done"}
+    wait_for(lambda: {r["event_id"]: r["status"] for r in ledger(stack).values()} == statuses, "the later one done")
+    stack.settle()
     assert delivered(target) == [f"default:{later}"]
-    assert {r["event_id"]: r["status"] for r in ledger(stack).values()} == {refused: "skipped", later: "done"}
+    assert {r["event_id"]: r["status"] for r in ledger(stack).values()} == statuses
 
 
 def test_coordinator_retention_prunes_delivered_events_in_a_running_watcher(stack: Stack, target: FakeAirflow) -> None:
