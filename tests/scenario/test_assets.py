@@ -75,6 +75,11 @@ def ledger(stack: Stack) -> dict[str, dict[str, Any]]:
     return {key: json.loads(value) for key, value in items.items()}
 
 
+def statuses_of(stack: Stack) -> dict[int, str]:
+    """Each delivery entry's status by its event's id."""
+    return {r["event_id"]: r["status"] for r in ledger(stack).values()}
+
+
 def test_three_events_arrive_once_each_in_order_with_partition_keys_and_never_come_back(
     stack: Stack, target: FakeAirflow
 ) -> None:
@@ -303,10 +308,10 @@ def test_a_skip_request_reaches_the_leader_through_its_watch_not_at_the_next_ass
     wait_delivered(target, 1)
     # The ledger says done only after team_b's answer is back: wait for that write, then let the rounds settle.
     statuses = {refused: "skipped", later: "done"}
-    wait_for(lambda: {r["event_id"]: r["status"] for r in ledger(stack).values()} == statuses, "the later one done")
+    wait_for(lambda: statuses_of(stack) == statuses, "the later one done")
     stack.settle()
     assert delivered(target) == [f"default:{later}"]
-    assert {r["event_id"]: r["status"] for r in ledger(stack).values()} == statuses
+    assert statuses_of(stack) == statuses
 
 
 def test_coordinator_retention_prunes_delivered_events_in_a_running_watcher(stack: Stack, target: FakeAirflow) -> None:
