@@ -23,9 +23,12 @@ the coordinator plugin installed through its entry point, writing to the session
   leader key: one runs at a time.
 - The README walkthrough (``test_readme_e2e.py``) runs first among these modules (``pytest_collection_modifyitems``):
   it starts an etcd and an Airflow of its own (from the released wheel), before this session's Airflow exists.
-- Modules that need more start it themselves, for their own duration: a second Airflow on the same etcd and prefix
-  (``test_multi_instance_e2e.py``), a real Airflow 2.11 from its own venv (``test_airflow2_e2e.py``), an etcd and an
-  Airflow that may be stopped (``test_etcd_outage_e2e.py``). At most two Airflows run at once.
+- ``team_b`` (session): a second Airflow 3.3 (instance ``team_b``) on the same etcd and prefix, for the modules with
+  dependencies across two deployments (``test_multi_instance_e2e.py``, ``test_holds_e2e.py``). Their tests run last
+  (``pytest_collection_modifyitems``), so the one ``team_b`` starts once for both and lives only while they run.
+- Modules that need more start it themselves, for their own duration: a real Airflow 2.11 from its own venv
+  (``test_airflow2_e2e.py``), an etcd and an Airflow that may be stopped (``test_etcd_outage_e2e.py``). At most two
+  Airflows run at once.
 
 Nothing here imports Airflow: the test process talks to it over REST only.
 """
@@ -42,7 +45,20 @@ from devtools.airflow_stack import AirflowStack
 from devtools.etcd_server import EtcdServer
 from devtools.postgres_server import PostgresServer
 from tests.e2e import stacks_summary
-from tests.e2e.harness import ALL_DAGS, E2E, PLUGIN_ENV, REPO, TEST_DAGS, WATCHER_ROLE, WATCHER_USER
+from tests.e2e.harness import (
+    ALL_DAGS,
+    CONDITION_DAGS,
+    E2E,
+    LATE_B,
+    PARTITION_DAGS,
+    PLUGIN_ENV,
+    REPO,
+    SCHEDULED,
+    SHARED_ASSET_DAGS,
+    TEST_DAGS,
+    WATCHER_ROLE,
+    WATCHER_USER,
+)
 
 README_TEST = "test_readme_e2e.py"
 
@@ -50,14 +66,20 @@ README_TEST = "test_readme_e2e.py"
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The README walkthrough runs first among the end-to-end tests: it is what a newcomer does on a fresh Airflow.
     It starts its own Airflow: run without workers, going first keeps it from running beside this session's; under
-    ``make test`` it leads the worker of ``OWN_AIRFLOW_E2E_MODULES`` (tests/conftest.py), beside the shared stack."""
+    ``make test`` it leads the worker of ``OWN_AIRFLOW_E2E_MODULES`` (tests/conftest.py), beside the shared stack.
+
+    The tests that use ``team_b`` run last, in their modules' order: the second Airflow starts once, when the first of
+    them begins, and stays up only until the run ends (in two modules a module fixture each, it took 36 s and 27 s to
+    start on the shared stack's worker, the path that ends ``make test``)."""
     e2e = [i for i, item in enumerate(items) if "e2e" in item.path.parts]
-    readme = [item for item in items if item.path.name == README_TEST]
-    if not e2e or not readme:
+    if not e2e:
         return
     first = e2e[0]
+    readme = [item for item in items[first:] if item.path.name == README_TEST]
     rest = [item for item in items[first:] if item.path.name != README_TEST]
-    items[first:] = readme + rest
+    two_deployments = [item for item in rest if "team_b" in getattr(item, "fixturenames", ())]
+    rest = [item for item in rest if "team_b" not in getattr(item, "fixturenames", ())]
+    items[first:] = readme + rest + two_deployments
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +142,43 @@ def airflow_e2e(
         env = E2E(stack=stack, etcd_endpoint=etcd_server.endpoint, prefix=stack.prefix, work_dir=base)
         yield env
         env.stop_watchers()
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def team_b(
+    airflow_e2e: E2E, airflow_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowStack]:
+    """A second Airflow (instance team_b) on the session's etcd and prefix, with the DAGs of the two-deployment modules;
+    stopped by PID at the end, even on failure. Every test takes fresh partitions, so the runs one module leaves in it
+    are never the next one's."""
+    airflow_e2e.revive_if_needed()
+    base = tmp_path_factory.mktemp("team_b")
+    dags = base / "dags"
+    dags.mkdir()
+    shutil.copy2(REPO / "dags" / "02_pipeline.py", dags)
+    shutil.copy2(REPO / "dags" / "example_pipeline.py", dags)  # the DAGs' shared task body
+    shutil.copy2(TEST_DAGS / "e2e_late.py", dags)  # the expected-by scenario's DAGs
+    shutil.copy2(TEST_DAGS / "e2e_shared_assets.py", dags)  # the shared assets' consumers (their producers idle)
+    shutil.copy2(TEST_DAGS / "e2e_conditions.py", dags)  # the condition groups' feeds, regions and rollups
+    shutil.copy2(TEST_DAGS / "e2e_partitions.py", dags)  # Airflow 3's partitioned and asset-triggered runs
+    shutil.copy2(TEST_DAGS / "e2e_scheduled.py", dags)  # scheduled dependents (paused until their test)
+    stack = AirflowStack(
+        home=base / "airflow",
+        dags_folder=dags,
+        instance="team_b",
+        etcd_endpoints=airflow_e2e.etcd_endpoint,
+        prefix=airflow_e2e.prefix,
+        database_url=airflow_database("team_b"),
+        triggerer=True,  # the scheduled dependents' waits are deferred
+    )
+    try:
+        stack.start()
+        stack.wait_for_dags(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS, *PARTITION_DAGS, *SCHEDULED])
+        stack.unpause(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS, *PARTITION_DAGS])
+        print(f"\nteam_b airflow up in {stack.started_in_s:.1f} s at {stack.url}, database {stack.database}")
+        yield stack
     finally:
         stack.stop()
 

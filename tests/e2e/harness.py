@@ -97,6 +97,11 @@ PARTITION_DAGS = [
     *("e2e_part_raw", "e2e_part_clean", "e2e_seg_load", "e2e_seg_per", "e2e_seg_all", "e2e_seg_two"),
 ]
 TEST_ONLY_DAGS += PARTITION_DAGS
+#: tests/e2e/dags/e2e_late.py: team_b's report and its late handler (the expected-by scenario of
+#: test_multi_instance_e2e.py; team A's two DAGs before them are that module's LATE_A).
+LATE_B = ["e2e_late_report", "e2e_late_handler"]
+#: tests/e2e/dags/e2e_scheduled.py: team_b's scheduled dependents of default/e2e_scheduled_up (paused until their test).
+SCHEDULED = ["e2e_scheduled_daily", "e2e_scheduled_timeout"]
 # tests/e2e/dags/e2e_keys.py: a schedule=None DAG a graph keys by mistake (test_partition_keys_e2e.py).
 TEST_ONLY_DAGS += ["e2e_keyed_unpartitioned"]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS

@@ -2,7 +2,8 @@
 team_b/02_pipeline and default/e2e_dependent from starting while 01 runs twice; a leader killed with kill -9 while
 holding changes nothing; the release starts each held run once. On the seven-DAG example across both deployments,
 ``plan rerun`` lists exactly the runs a real ``rerun`` then clears or creates in both Airflows, and ``rerun
---no-cascade`` reruns the root and nothing below it. One module, so the second Airflow starts once for all of it."""
+--no-cascade`` reruns the root and nothing below it. The second Airflow is the session's ``team_b``
+(tests/e2e/conftest.py), started once for this module and test_multi_instance_e2e.py."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from devtools.airflow_stack import AirflowStack
 from tests.e2e.harness import E2E
 from tests.e2e.settle import wait_settled
 from tests.e2e.test_multi_instance_e2e import GRAPH, RERUN, start_two_instance_watcher
-from tests.e2e.test_multi_instance_e2e import team_b as team_b
 
 pytestmark = pytest.mark.e2e
 

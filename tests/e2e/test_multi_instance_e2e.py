@@ -1,5 +1,5 @@
 """Two real Airflow instances with dependencies across them: the session's Airflow (instance ``default``, playing
-team A) and a second one started for this module only (instance ``team_b``), both writing run states to the same etcd
+team A) and a second one (instance ``team_b``, ``tests/e2e/conftest.py``), both writing run states to the same etcd
 prefix through their plugins. One watcher reaches both through an instances file (one password from a file, one from
 an environment variable) and a dependencies file in the extended form.
 
@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,12 +26,8 @@ from coordinator.core.model import RunState, canonical_partition, run_id_for
 from coordinator.watcher.faults import CRASH_EXIT_CODE
 from devtools.airflow_stack import AirflowStack
 from tests.e2e.harness import (
-    CONDITION_DAGS,
     E2E,
-    PARTITION_DAGS,
-    REPO,
-    SHARED_ASSET_DAGS,
-    TEST_DAGS,
+    SCHEDULED,
     DagRun,
     assert_started_after,
     parse_time,
@@ -53,9 +47,9 @@ GRAPH = {
         "e2e_dependent": {"upstreams": "team_b/02_pipeline"},
     },
 }
-#: The expected-by scenario (tests/e2e/dags/e2e_late.py): a failure in team A two hops before team B's report.
+#: The expected-by scenario (tests/e2e/dags/e2e_late.py): a failure in team A two hops before team B's report
+#: (``harness.LATE_B``).
 LATE_A = ["e2e_late_root", "e2e_late_mid"]
-LATE_B = ["e2e_late_report", "e2e_late_handler"]
 #: Hourly partitions: a gridded DAG's partitions come from its grid, so the report has a deadline for the test's
 #: partition although neither it nor its direct upstream ever gets a run there.
 HOURLY = {"cron": "0 * * * *"}
@@ -89,45 +83,8 @@ DEADLINE_PASS_S = 1.0
 LATE_SETTLE_S = 5 * DEADLINE_PASS_S
 #: After the last asset delivery, how long nothing more may happen (see test_cascades_e2e.py).
 SETTLE_S = 2.0
-#: tests/e2e/dags/e2e_scheduled.py: team_b's scheduled dependents of default/e2e_scheduled_up.
-SCHEDULED = ["e2e_scheduled_daily", "e2e_scheduled_timeout"]
 #: The two DAGs each attempt of the cross-instance cascade runs, with their instances.
 RERUN = [("02_pipeline", "team_b"), ("e2e_dependent", "default")]
-
-
-@pytest.fixture(scope="module")
-def team_b(
-    airflow_e2e: E2E, airflow_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AirflowStack]:
-    """A second Airflow (instance team_b) on the session's etcd and prefix, only for this module; stopped by PID."""
-    airflow_e2e.revive_if_needed()
-    base = tmp_path_factory.mktemp("team_b")
-    dags = base / "dags"
-    dags.mkdir()
-    shutil.copy2(REPO / "dags" / "02_pipeline.py", dags)
-    shutil.copy2(REPO / "dags" / "example_pipeline.py", dags)  # the DAGs' shared task body
-    shutil.copy2(TEST_DAGS / "e2e_late.py", dags)  # the expected-by scenario's DAGs
-    shutil.copy2(TEST_DAGS / "e2e_shared_assets.py", dags)  # the shared assets' consumers (their producers idle)
-    shutil.copy2(TEST_DAGS / "e2e_conditions.py", dags)  # the condition groups' feeds, regions and rollups
-    shutil.copy2(TEST_DAGS / "e2e_partitions.py", dags)  # Airflow 3's partitioned and asset-triggered runs
-    shutil.copy2(TEST_DAGS / "e2e_scheduled.py", dags)  # scheduled dependents (paused until their test)
-    stack = AirflowStack(
-        home=base / "airflow",
-        dags_folder=dags,
-        instance="team_b",
-        etcd_endpoints=airflow_e2e.etcd_endpoint,
-        prefix=airflow_e2e.prefix,
-        database_url=airflow_database("team_b"),
-        triggerer=True,  # the scheduled dependents' waits are deferred
-    )
-    try:
-        stack.start()
-        stack.wait_for_dags(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS, *PARTITION_DAGS, *SCHEDULED])
-        stack.unpause(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS, *PARTITION_DAGS])
-        print(f"\nteam_b airflow up in {stack.started_in_s:.1f} s at {stack.url}, database {stack.database}")
-        yield stack
-    finally:
-        stack.stop()
 
 
 def start_two_instance_watcher(
@@ -652,7 +609,7 @@ def test_airflow3_partitioned_keyed_and_asset_triggered_runs_join_across_deploym
 # ----- Several Airflow runs of one partition (semantics `newest-run-stands`) -----
 
 #: The audit's interval in the scenario: several passes within a minute, as a user who found the loop ran it.
-AUDIT_S = 10
+AUDIT_S = 4
 #: Audit passes that must change nothing once the reruns are done.
 QUIET_PASSES = 6
 _AUDIT_PASS = "audit checked="
@@ -685,7 +642,7 @@ def test_several_airflow_runs_of_one_partition_rerun_each_dependent_once_and_the
     """A producer's clear makes Airflow create a second asset-triggered run of its consumer, and a region's key is
     triggered a second time: each dependent (in both deployments) reruns exactly once, etcd names the newer runs, the
     leader is killed with SIGKILL between two audit passes, the newer consumer run is deleted in Airflow, and over six
-    further audit passes (every 10 s) no run-state key, ledger or Airflow run moves."""
+    further audit passes (every 4 s) no run-state key, ledger or Airflow run moves."""
     day, seg_day = e2e.new_partition(), e2e.new_partition()
     region = f"{seg_day}~eu"
     deps = e2e.write_dependencies(several_runs_graph(), name="several_runs.json")
