@@ -27,8 +27,8 @@ the coordinator plugin installed through its entry point, writing to the session
   dependencies across two deployments (``test_multi_instance_e2e.py``, ``test_holds_e2e.py``). Their tests run last
   (``pytest_collection_modifyitems``), so the one ``team_b`` starts once for both and lives only while they run.
 - Modules that need more start it themselves, for their own duration: a real Airflow 2.11 from its own venv
-  (``test_airflow2_e2e.py``), an etcd and an Airflow that may be stopped (``test_etcd_outage_e2e.py``). At most two
-  Airflows run at once.
+  (``test_airflow2_e2e.py``, started beside this session's Airflow when that module is the first to need it), an etcd
+  and an Airflow that may be stopped (``test_etcd_outage_e2e.py``). At most two Airflows run at once.
 
 Nothing here imports Airflow: the test process talks to it over REST only.
 """
@@ -108,8 +108,18 @@ def airflow_database(postgres_server: PostgresServer, pytestconfig: pytest.Confi
 
 
 @pytest.fixture(scope="session")
+def e2e_prefix() -> str:
+    """The session's run-state prefix (``/e2e-<hex>``), its own fixture so that a stack on the same prefix can start
+    before the session's Airflow is up (``test_airflow2_e2e.py``'s Airflow 2.11 starts beside it)."""
+    return f"/e2e-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
 def airflow_e2e(
-    etcd_server: EtcdServer, airflow_database: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
+    etcd_server: EtcdServer,
+    e2e_prefix: str,
+    airflow_database: Callable[..., str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[E2E]:
     """One Airflow for the session, its DAGs parsed and unpaused; stopped by PID at the end, even on failure."""
     base = tmp_path_factory.mktemp("e2e")
@@ -123,7 +133,7 @@ def airflow_e2e(
         home=base / "airflow",
         dags_folder=dags,
         etcd_endpoints=etcd_server.endpoint,
-        prefix=f"/e2e-{uuid.uuid4().hex[:8]}",
+        prefix=e2e_prefix,
         # Unpausing 01_pipeline must not start a scheduled run nobody asked for. Task processes re-read the named
         # tasks after 1 s instead of 30 (PLUGIN_ENV); the plugin's cache of them goes with the test's files.
         extra_env={"PIPELINE_01_SCHEDULE": "none", **PLUGIN_ENV, "TMPDIR": str(tmp)},

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +40,7 @@ from coordinator.runtime.settings import InstanceSettings
 from coordinator.watcher.faults import CRASH_EXIT_CODE
 from devtools.airflow2_stack import Airflow2Stack, ensure_venv
 from devtools.airflow_stack import AirflowStack
+from devtools.etcd_server import EtcdServer
 from tests.e2e.harness import (
     E2E,
     PLUGIN_TASKS_TTL_S,
@@ -130,11 +132,16 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(
-    airflow_e2e: E2E, airflow_database: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    etcd_server: EtcdServer,
+    e2e_prefix: str,
+    airflow_database: Callable[..., str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Setup]:
     """An Airflow 2.11 (instance af2) on the session's etcd, prefix and PostgreSQL, for this module only; stopped by
-    PID."""
-    airflow_e2e.revive_if_needed()
+    PID. It starts in a thread while the session's Airflow 3.3 is fetched: under ``make test`` this module is the first
+    on the shared stack's worker, so the two stacks start side by side (one after the other, they took 60.5 s of
+    that worker's time, the path that ends the run)."""
     begin = time.monotonic()
     python = ensure_venv()
     venv_s = time.monotonic() - begin
@@ -148,8 +155,8 @@ def setup(
         home=base / "airflow",
         dags_folder=dags,
         instance=AF2,
-        etcd_endpoints=airflow_e2e.etcd_endpoint,
-        prefix=airflow_e2e.prefix,
+        etcd_endpoints=etcd_server.endpoint,
+        prefix=e2e_prefix,
         python=str(python),
         # Configured the way managed services allow (issue 17): no COORDINATOR_* variable, [coordinator] options and
         # the coordinator_etcd connection in a LocalFilesystemBackend secrets backend; the tests below check that
@@ -162,9 +169,12 @@ def setup(
         triggerer=True,  # af2_scheduled_daily's wait is deferred
     )
     try:
-        stack.start()
-        stack.wait_for_dags(AF2_DAGS)
-        stack.unpause(AF2_DAGS)
+        # The pool's exit waits for the thread even when the session's stack fails, so ``finally`` stops a whole af2.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="af2-start") as pool:
+            started = pool.submit(start_af2, stack)
+            airflow_e2e: E2E = request.getfixturevalue("airflow_e2e")
+            airflow_e2e.revive_if_needed()
+            started.result()
         print(
             f"\nairflow 2 venv ready in {venv_s:.1f} s; stack up in {stack.started_in_s:.1f} s at {stack.url}, "
             f"database {stack.database}"
@@ -187,6 +197,13 @@ def setup(
         yield Setup(af2=stack, deps=deps, instances=instances)
     finally:
         stack.stop()
+
+
+def start_af2(stack: Airflow2Stack) -> None:
+    """Start the Airflow 2.11 stack with its DAGs parsed and unpaused."""
+    stack.start()
+    stack.wait_for_dags(AF2_DAGS)
+    stack.unpause(AF2_DAGS)
 
 
 def start_watcher(e2e: E2E, setup: Setup) -> None:
