@@ -149,6 +149,22 @@ def test_the_dag_processor_finds_new_files_at_once_and_re_parses_unchanged_ones_
     assert env["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] == "300"
 
 
+def test_both_launchers_schedulers_sleep_half_a_second_after_an_idle_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Airflow 3.3 and 2.11 launchers set the scheduler's idle sleep to 0.5 s (Airflow's default: 1 s), whatever
+    the calling shell sets."""
+    from devtools.airflow2_stack import Airflow2Stack
+
+    monkeypatch.setenv("AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", "7")
+    for home in ("3", "2"):
+        (tmp_path / home).mkdir()
+    airflow3 = AirflowStack(home=tmp_path / "3", dags_folder=tmp_path).environment()
+    airflow2 = Airflow2Stack(home=tmp_path / "2", dags_folder=tmp_path).environment()
+    for env in (airflow3, airflow2):
+        assert env["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == "0.5"
+
+
 def test_plugin_settings_the_airflow_way_leave_no_coordinator_variable(tmp_path: Path) -> None:
     """plugin_settings="airflow" replaces every COORDINATOR_* variable by [coordinator] options and writes the etcd
     endpoint into the coordinator_etcd connection of a LocalFilesystemBackend that the environment configures."""
