@@ -152,8 +152,7 @@ def test_the_dag_processor_finds_new_files_at_once_and_re_parses_unchanged_ones_
 def test_both_launchers_schedulers_sleep_half_a_second_after_an_idle_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The Airflow 3.3 and 2.11 launchers set the scheduler's idle sleep to 0.5 s (Airflow's default: 1 s), whatever
-    the calling shell sets."""
+    """Both launchers' schedulers sleep 0.5 s after an idle loop (Airflow's default: 1 s), whatever the shell sets."""
     from devtools.airflow2_stack import Airflow2Stack
 
     monkeypatch.setenv("AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME", "7")
