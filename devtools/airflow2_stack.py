@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
+from devtools.airflow_stack import SCHEDULING_ENV, AirflowStack, AirflowStackError, AirflowUnreachable
 from devtools.procs import free_port
 
 log = logging.getLogger(__name__)
@@ -234,10 +234,10 @@ class Airflow2Stack(AirflowStack):
             "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "300",
             "AIRFLOW__SCHEDULER__FILE_PARSING_SORT_MODE": "modified_time",
-            # As in the Airflow 3 launcher (its SCHEDULING_ENV says why): the scheduler sleeps 0.5 s after an idle
-            # loop, not 1 s. tests/e2e/test_airflow2_e2e.py took 160.7 s against 173.6 s with 1 s (one run each,
+            # The Airflow 3 launcher's scheduler idle sleep (SCHEDULING_ENV says why; Airflow 2.11 reads the same
+            # option): tests/e2e/test_airflow2_e2e.py took 160.7 s against 173.6 s with Airflow's 1 s (one run each,
             # the shared Airflow 3.3 at 0.5 s in both).
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            **SCHEDULING_ENV,
             # The coordinator plugin (installed in this venv) reads these.
             "COORDINATOR_INSTANCE": self.instance,
             "COORDINATOR_PREFIX": self.prefix,
