@@ -40,7 +40,11 @@ def registering_modules() -> dict[str, str]:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", PROBE, *args], cwd=ROOT, capture_output=True, text=True,
+    return run_probe(PROBE, *args)
+
+
+def run_probe(probe: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, check=False)  # fmt: skip
 
 
@@ -72,6 +76,19 @@ def test_a_command_imports_only_its_own_command_module_and_runs() -> None:
     missing = run("validate", "--deps", str(ROOT / "no-such-dependencies.json"))
     assert missing.returncode == 2 and "no-such-dependencies.json" in missing.stderr, missing
     assert loaded(missing) == {"spec_cmds"}, missing.stdout
+
+
+def test_a_command_leaves_out_httpx_own_command_line_client() -> None:
+    """``coordinator watch`` (here stopped by a missing file) imports httpx, the Airflow client, but not httpx's
+    command-line client nor the libraries only that client loads (click, pygments)."""
+    report = 'atexit.register(lambda: print("MODULES", *sorted(m for m in ("httpx", "httpx._main", "click", "pygments")'
+    report += " if sys.modules.get(m) is not None)))\n"
+    missing = str(ROOT / "no-such-dependencies.json")
+    probe = PROBE.replace("import atexit, sys\n", "import atexit, sys\n" + report, 1)
+    done = run_probe(probe, "watch", "--deps", missing)
+    assert done.returncode == 2 and "no-such-dependencies.json" in done.stderr, done
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("MODULES")]
+    assert line.split()[1:] == ["httpx"], done.stdout
 
 
 def test_the_help_and_a_typo_see_every_command() -> None:

@@ -9,6 +9,10 @@ Rules:
   watcher's first read of etcd. Anything else (no command, ``--help``, ``--version``, a name no module registers: a
   typo typer answers with its suggestions) loads every module, so the help and the suggestions list every command.
   ``tests/test_cli_entry.py`` holds the table to what the modules register.
+- **Not httpx's own command line.** ``import httpx`` also imports httpx's command-line client where its libraries are
+  installed (click, pygments and rich's syntax highlighting, here through typer and rich): about 0.04-0.06 s of
+  every start, for a ``main`` nobody in this process calls. The console script marks that module as absent before
+  anything imports httpx, and httpx then defines a ``main`` that only says its client is not installed.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ def main() -> None:
     # reaches the operator as our own error with its fix (coordinator.etcd.tls_hint); the C core keeps its ERROR lines.
     # It reads the variable once, when grpc is first imported: before load_commands. An operator's own value wins.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if "httpx" not in sys.modules:  # **Not httpx's own command line**; a process that already has httpx keeps it
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "not importable"
     load_commands(command_of(sys.argv[1:]))
 
     # Outside typer a ``fail()`` (typer.Exit) would escape as a traceback: errors here print and exit directly.
