@@ -91,6 +91,37 @@ def test_a_command_leaves_out_httpx_own_command_line_client() -> None:
     assert line.split()[1:] == ["httpx"], done.stdout
 
 
+#: Imports the CLI package and runs ``main()``; prints the collector's state after the package's import and at exit.
+GC_PROBE = """
+import atexit, gc, sys
+if "off" in sys.argv:
+    sys.argv.remove("off")
+    gc.disable()
+from coordinator.cli.entry import main
+imported = (gc.isenabled(), gc.get_freeze_count())
+atexit.register(lambda: print("GC", *imported, gc.isenabled(), gc.get_freeze_count()))
+sys.argv = ["coordinator", *sys.argv[1:]]
+main()
+"""
+
+
+def gc_states(*args: str) -> tuple[bool, int, bool, int]:
+    """The collector on and objects frozen after the CLI package's import, then at the exit of ``main()``."""
+    done = run_probe(GC_PROBE, *args, "watch", "--deps", str(ROOT / "no-such-dependencies.json"))
+    assert done.returncode == 2 and "no-such-dependencies.json" in done.stderr, done
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("GC")]
+    on, frozen, on_at_exit, frozen_at_exit = line.split()[1:]
+    return on == "True", int(frozen), on_at_exit == "True", int(frozen_at_exit)
+
+
+def test_the_start_imports_with_the_collector_off_then_frozen_and_on_again() -> None:
+    """A command's imports (the CLI package's, then the command module's in ``main()``) leave the cyclic GC on and
+    what they made frozen, more after the command module; a process whose GC was off keeps it off, nothing frozen."""
+    on, frozen, on_at_exit, frozen_at_exit = gc_states()
+    assert on and on_at_exit and 10_000 < frozen < frozen_at_exit, (frozen, frozen_at_exit)
+    assert gc_states("off") == (False, 0, False, 0)
+
+
 def test_the_help_and_a_typo_see_every_command() -> None:
     """``coordinator --help`` lists commands of every module, and a misspelt command is answered with the command it
     was meant to be: both load every command module."""

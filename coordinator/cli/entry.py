@@ -23,6 +23,7 @@ import sys
 import traceback
 
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, app, exit_with
+from coordinator.cli.start_gc import imports_without_gc
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
 
 #: Each command (or group of subcommands) by the module of ``coordinator.cli`` that registers it (**A command loads its
@@ -74,7 +75,8 @@ def main() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     if "httpx" not in sys.modules:  # **Not httpx's own command line**; a process that already has httpx keeps it
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "not importable"
-    load_commands(command_of(sys.argv[1:]))
+    with imports_without_gc():  # the command's module and what it imports (``cli.start_gc``)
+        load_commands(command_of(sys.argv[1:]))
 
     # Outside typer a ``fail()`` (typer.Exit) would escape as a traceback: errors here print and exit directly.
     try:

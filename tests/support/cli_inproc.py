@@ -12,13 +12,16 @@ process the command starts with inherited output (``import-dags --verbose``'s lo
 file descriptors, not to the captured streams; the command shares the test's process (its threads, its imported
 modules, and an interpreter already started: ``sitecustomize`` or ``PYTHONPATH`` in ``env`` reach only the
 command's own children); and the call is not thread-safe (it swaps ``sys.stdout``, ``os.environ`` and the working
-directory). What a command changes in the logging module (``doctor`` sets the ``coordinator`` logger to CRITICAL,
-``reconcile`` quiets ``httpx``) is put back after the call, so it cannot silence a later test's ``caplog``.
+directory); the cyclic GC is off for the call (a process start's imports freeze what is alive, ``cli.start_gc``:
+here that would be the test's objects). What a command changes in the logging module (``doctor`` sets the
+``coordinator`` logger to CRITICAL, ``reconcile`` quiets ``httpx``) is put back after the call, so it cannot silence a
+later test's ``caplog``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import subprocess
@@ -47,7 +50,7 @@ def run_cli(
     argv = sys.argv
     code: int | str | None = 0
     isolation = CliRunner().isolation(input=input, env=overrides)
-    with _logging_restored(), _environment_restored(), isolation as (stdout, stderr, _):
+    with _logging_restored(), _environment_restored(), _collector_held_off(), isolation as (stdout, stderr, _):
         sys.argv = ["coordinator", *args]
         try:
             with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
@@ -64,6 +67,19 @@ def run_cli(
     elif isinstance(code, str):  # sys.exit("message"): the message goes to stderr and the code is 1, as in Python
         err, code = err + code + "\n", 1
     return subprocess.CompletedProcess(["coordinator", *args], code, out, err)
+
+
+@contextlib.contextmanager
+def _collector_held_off() -> Iterator[None]:
+    """The cyclic GC off for the call, as it was after: ``main()`` then leaves it alone (``cli.start_gc``'s **Not a
+    process that manages its own**) instead of freezing the test process's objects alive at that moment."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 @contextlib.contextmanager
