@@ -1,8 +1,8 @@
 """Command-line interface: ``coordinator <command>``. Each module registers its commands on the shared app."""
 
-from coordinator.cli.start_gc import imports_without_gc
+from coordinator.runtime.frozen_gc import held_off_then_frozen
 
-with imports_without_gc():  # most of a command's imports happen here, before ``main`` runs (``cli.start_gc``)
+with held_off_then_frozen():  # most of a command's imports happen here, before ``main`` runs (``runtime.frozen_gc``)
     from coordinator.cli.app import app
     from coordinator.cli.entry import main
 

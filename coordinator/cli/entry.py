@@ -23,8 +23,8 @@ import sys
 import traceback
 
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, app, exit_with
-from coordinator.cli.start_gc import imports_without_gc
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
+from coordinator.runtime.frozen_gc import held_off_then_frozen
 
 #: Each command (or group of subcommands) by the module of ``coordinator.cli`` that registers it (**A command loads its
 #: own module**).
@@ -75,7 +75,7 @@ def main() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     if "httpx" not in sys.modules:  # **Not httpx's own command line**; a process that already has httpx keeps it
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None: "not importable"
-    with imports_without_gc():  # the command's module and what it imports (``cli.start_gc``)
+    with held_off_then_frozen():  # the command's module and what it imports (``runtime.frozen_gc``)
         load_commands(command_of(sys.argv[1:]))
 
     # Outside typer a ``fail()`` (typer.Exit) would escape as a traceback: errors here print and exit directly.

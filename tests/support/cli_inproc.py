@@ -12,7 +12,7 @@ process the command starts with inherited output (``import-dags --verbose``'s lo
 file descriptors, not to the captured streams; the command shares the test's process (its threads, its imported
 modules, and an interpreter already started: ``sitecustomize`` or ``PYTHONPATH`` in ``env`` reach only the
 command's own children); and the call is not thread-safe (it swaps ``sys.stdout``, ``os.environ`` and the working
-directory); the cyclic GC is off for the call (a process start's imports freeze what is alive, ``cli.start_gc``:
+directory); the cyclic GC is off for the call (a process start's imports freeze what is alive, ``runtime.frozen_gc``:
 here that would be the test's objects). What a command changes in the logging module (``doctor`` sets the
 ``coordinator`` logger to CRITICAL, ``reconcile`` quiets ``httpx``) is put back after the call, so it cannot silence a
 later test's ``caplog``.
@@ -71,8 +71,8 @@ def run_cli(
 
 @contextlib.contextmanager
 def _collector_held_off() -> Iterator[None]:
-    """The cyclic GC off for the call, as it was after: ``main()`` then leaves it alone (``cli.start_gc``'s **Not a
-    process that manages its own**) instead of freezing the test process's objects alive at that moment."""
+    """The cyclic GC off for the call, as it was after: ``main()`` then leaves it alone (``runtime.frozen_gc``'s
+    **Not a process that manages its own**) instead of freezing the test process's objects alive at that moment."""
     was = gc.isenabled()
     gc.disable()
     try:
