@@ -131,6 +131,7 @@ _LEDGER: Fields = {
     "trigger_count": (*_int(1), False),
     "errors": (st.one_of(st.none(), _int(-(2**63))[0]), _int(-(2**63))[1], False),
     "retry_at": (*_STAMP, False),
+    "tried_under": (st.one_of(st.none(), _int(-(2**63))[0]), _int(-(2**63))[1], False),
     "withdrawn": (*_OPTIONAL_TEXT, False),
 }
 
@@ -346,7 +347,7 @@ def _left_to_other_paths(raw: bytes) -> bool:
     """Whether ``raw`` holds what the compiled reader declines though pydantic may read it: not compact ASCII JSON, a
     key twice, a field the record does not have (pydantic ignores it), a value of another JSON type than the field's
     (pydantic's lax mode reads ``1.0`` or ``"1"`` as an int), an int beyond 0 to 2**63-1 (2**31-1 for the counts), a
-    time in another form, a withdrawn permit."""
+    time in another form, a withdrawn permit, an error's definition (``tried_under``)."""
     try:
         pairs = json.loads(raw, object_pairs_hook=lambda p: p)
     except ValueError:
@@ -355,7 +356,7 @@ def _left_to_other_paths(raw: bytes) -> bool:
         return True  # not compact, not ASCII, a key twice
     fields = TriggerRecord.model_fields if pairs and pairs[0][0] == "status" else RunRecord.model_fields
     for key, value in pairs:
-        if key not in fields or (key == "withdrawn" and value is not None):
+        if key not in fields or (key in ("withdrawn", "tried_under") and value is not None):
             return True
         annotation = str(fields[key].annotation)
         if value is None:

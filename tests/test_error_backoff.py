@@ -167,3 +167,46 @@ def test_the_planner_resumes_a_refused_trigger_at_its_retry_at_and_at_once_after
     action, summary = resume_of_b(world)
     assert action.redefined
     assert summary.endswith("retrying now: its definition changed after the error"), summary
+
+
+def _keyed_b() -> Graph:
+    """b triggered with a key_format: a change of b's definition."""
+    graph = make_graph({"b": ["a"], "c": []})
+    return Graph(
+        dags={**graph.dags, n("b"): replace(graph.dags[n("b")], key_format="%Y-%m-%d")}, instances=graph.instances
+    )
+
+
+def _refused_under(world: World, tried_under: int | None) -> None:
+    """b's trigger refused again now (at a revision after every adoption), by an attempt of ``tried_under``."""
+    record = TriggerRecord(
+        status=TriggerStatus.ERROR, action=TriggerAction.CREATE, run_id=run_id_for(P1), intent_rev=3, attempts=5,
+        errors=5, retry_at=NOW + timedelta(seconds=16), last_error="AirflowError: 400", tried_under=tried_under,
+    )  # fmt: skip
+    world.write(world.keys.trigger_key(n("b"), P1), dump_record(record))
+
+
+def test_an_error_of_the_old_definition_recorded_after_the_adoption_still_retries_at_once() -> None:
+    """An attempt planned under b's old definition whose refusal is recorded after the new one was adopted (the POST
+    was in flight) is redefined: its error names the old definition (tried_under); one made under the new definition
+    is not, and an error recorded without tried_under after the adoption is not either."""
+    world = refused_world(NOW + timedelta(seconds=16))
+    assert world.view.activation is not None
+    old = world.view.activation.nodes[n("b").qualified].since
+    world.adopt(_keyed_b())
+    assert world.view.activation is not None
+    new = world.view.activation.nodes[n("b").qualified].since
+    assert new > old
+
+    _refused_under(world, old)  # written after the adoption, made under the old definition
+    action, summary = resume_of_b(world)
+    assert action.redefined and action.definition == new
+    assert summary.endswith("retrying now: its definition changed after the error"), summary
+
+    _refused_under(world, new)  # the new definition refused too: its backoff holds
+    action, summary = resume_of_b(world)
+    assert not action.redefined
+    assert "next try at" in summary, summary
+
+    _refused_under(world, None)  # an entry written before tried_under existed: compared by revision
+    assert not resume_of_b(world)[0].redefined

@@ -322,16 +322,36 @@ def test_rule6_a_failure_before_the_intent_is_written_just_ends_after_the_first_
     assert isinstance(instruction, effects.RecordError) and instruction.record.errors == 1
 
 
+def test_rule6_an_error_records_the_definition_its_attempt_was_planned_under() -> None:
+    """A trigger's or a resume's failure writes tried_under, the since of the definition its action was planned
+    under (the planner tells a later definition from it); an action planned before any adoption writes none."""
+    planned = Trigger(**{**{f: getattr(trigger(), f) for f in Trigger.__slots__}, "definition": 41})
+    state, _ = intent.start_trigger(planned, NOW, "w1", RETRY_S)
+    state, _ = intent.step(state, effects.LedgerWritten(10), NOW)
+    _, instruction = intent.step(state, REFUSED, NOW)
+    assert isinstance(instruction, effects.RecordError) and instruction.record.tried_under == 41
+
+    record = pending(status=TriggerStatus.ERROR, errors=2, tried_under=41)
+    state, _ = intent.step(intent.start_resume(P, RETRY_S, definition=57), intent.IntentFound(record, 20), NOW)
+    _, instruction = intent.step(state, REFUSED, NOW)
+    assert isinstance(instruction, effects.RecordError) and instruction.record.tried_under == 57
+
+    state, _ = recorded()
+    _, instruction = intent.step(state, REFUSED, NOW)
+    assert isinstance(instruction, effects.RecordError) and instruction.record.tried_under is None
+
+
 def test_rule6_a_confirmation_clears_the_backoff() -> None:
-    """A refused intent that goes through is done with neither errors nor retry_at left in its entry."""
-    record = pending(status=TriggerStatus.ERROR, errors=5, retry_at=NOW, action=TriggerAction.CREATE)
+    """A refused intent that goes through is done with neither errors, retry_at nor tried_under left in its
+    entry."""
+    record = pending(status=TriggerStatus.ERROR, errors=5, retry_at=NOW, action=TriggerAction.CREATE, tried_under=41)
     state, create = intent.step(intent.start_resume(P, RETRY_S), intent.IntentFound(record, 20), NOW)
     assert isinstance(create, intent.CallCreate)
     state, _ = intent.step(state, intent.Created(OURS), NOW)
     _, confirm = intent.step(state, intent.PausedChecked(None), NOW)
     assert isinstance(confirm, intent.Confirm)
     assert confirm.record.status is TriggerStatus.DONE
-    assert (confirm.record.errors, confirm.record.retry_at) == (None, None)
+    assert (confirm.record.errors, confirm.record.retry_at, confirm.record.tried_under) == (None, None, None)
 
 
 def test_rule6_the_failed_record_keeps_the_intent_and_counts_the_attempt() -> None:

@@ -28,7 +28,7 @@ enum kind {
     K_ACTION,     /* a trigger action */
     K_DONE,       /* the status "done" */
     K_INPUTS,     /* {"name": generation, ...} */
-    K_NULL_ONLY,  /* only null reads here (a withdrawn permit is the pydantic path's) */
+    K_NULL_ONLY,  /* only null reads here (a withdrawn permit, an error's definition: the pydantic path's) */
 };
 
 typedef struct {
@@ -50,7 +50,8 @@ static const field RUN_FIELDS[R_N] = {
 /* TriggerRecord's fields, in its order. */
 enum {
     L_STATUS, L_ACTION, L_RUN_ID, L_INPUTS, L_REASON, L_CAUSE, L_INTENT, L_REQUESTED, L_DONE_AT, L_WATCHER,
-    L_ATTEMPTS, L_LAST_ERROR, L_PRIOR, L_COUNT, L_ERRORS, L_RETRY_AT, L_WITHDRAWN, L_N
+    L_ATTEMPTS, L_LAST_ERROR, L_PRIOR, L_COUNT, L_ERRORS, L_RETRY_AT, L_TRIED,
+    L_WITHDRAWN, L_N
 };
 static const field LEDGER_FIELDS[L_N] = {
     F("status", K_DONE),          F("action", K_ACTION),         F("run_id", K_STR),
@@ -58,7 +59,7 @@ static const field LEDGER_FIELDS[L_N] = {
     F("intent_rev", K_INT),       F("requested_at", K_DT_NULL),  F("done_at", K_DT_NULL),
     F("watcher", K_STR),          F("attempts", K_INT),          F("last_error", K_STR_NULL),
     F("prior_queued_at", K_STR_NULL), F("trigger_count", K_INT1), F("errors", K_INT_NULL),
-    F("retry_at", K_DT_NULL),     F("withdrawn", K_NULL_ONLY),
+    F("retry_at", K_DT_NULL),     F("tried_under", K_NULL_ONLY), F("withdrawn", K_NULL_ONLY),
 };
 
 /* Set by ``configure``: the done status and the default source. */

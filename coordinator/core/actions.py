@@ -33,6 +33,9 @@ class Trigger:
     #: A scheduled dependent's (semantics `scheduled-permit`): when the newest upstream run it waits for ended, for the
     #: permit's delay (a metric); None otherwise, or when no upstream run says.
     cause_at: datetime | None = None
+    #: Semantics `trigger-errors`: the revision since which the DAG's definition this was planned under is active (its
+    #: activation's ``since``; 0: not adopted yet): an error of it records that definition.
+    definition: int = 0
 
     def intent(self, requested_at: datetime | None = None, watcher: str = "") -> TriggerRecord:
         """The pending ledger record that announces this trigger (the actuator writes it before calling Airflow)."""
@@ -62,6 +65,8 @@ class Resume:
     #: Semantics `trigger-errors`: the DAG's definition in force was adopted after the error was recorded, so the
     #: refused intent is tried at once, not at its ``retry_at``, and its backoff starts over.
     redefined: bool = False
+    #: As :attr:`Trigger.definition`: the definition this resume was planned under (0: not adopted yet).
+    definition: int = 0
     #: Semantics `permit-retracted`: not a completion but one write of this done intent of a scheduled dependent:
     #: withdraw its permit (the reason: an input it was granted on is no longer a success), or with "" give back one
     #: withdrawn while its run was being recorded. Calls nobody, so no hold keeps it back.

@@ -299,6 +299,9 @@ class IntentState:
     scheduled: bool = False
     #: Semantics `permit-retracted`: this resume withdraws the permit for this reason ("" gives it back).
     withdraw: str | None = None
+    #: Semantics `trigger-errors`: the definition the attempt was planned under (the action's ``definition``), which
+    #: its error records as ``tried_under``; 0: none adopted yet, recorded as absent.
+    definition: int = 0
 
 
 def start_trigger(
@@ -314,8 +317,9 @@ def start_trigger(
     planned ledger revision. ``draw`` (in [0, 1)): the jitter of this attempt's backoff, should it fail."""
     record = trigger.intent(requested_at=now, watcher=watcher)
     state = IntentState(
-        Step.RECORDING, trigger.partition, record, trigger.ledger_rev, error_retry_s, draw, scheduled=scheduled
-    )
+        Step.RECORDING, trigger.partition, record, trigger.ledger_rev, error_retry_s, draw, scheduled=scheduled,
+        definition=trigger.definition,
+    )  # fmt: skip
     return state, RecordIntent(record, trigger.ledger_rev)
 
 
@@ -327,11 +331,12 @@ def start_resume(
     fresh: bool = False,
     scheduled: bool = False,
     withdraw: str | None = None,
+    definition: int = 0,
 ) -> IntentState:
     """A resume begins by reading the ledger (the planner's copy may be behind); feed ``IntentFound``. ``fresh``: an
     error of this attempt is counted as the first in a row (semantics `trigger-errors`, ``core/error_backoff.py``'s
-    **Starts over**)."""
-    return IntentState(Step.FINDING, partition, None, 0, error_retry_s, draw, fresh, scheduled, withdraw)
+    **Starts over**); ``definition``: the one it was planned under (its error records it)."""
+    return IntentState(Step.FINDING, partition, None, 0, error_retry_s, draw, fresh, scheduled, withdraw, definition)
 
 
 def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, Instruction]:
@@ -380,7 +385,7 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
         # ``status``.
         done = replace_record(
             record, status=TriggerStatus.DONE, done_at=now, last_error=event.warning, attempts=record.attempts + 1,
-            errors=None, retry_at=None,
+            errors=None, retry_at=None, tried_under=None,
         )  # fmt: skip
         return _at(state, Step.CONFIRMING, record=done), Confirm(done, state.mod_rev)
     raise ProtocolError(f"event {type(event).__name__} at step {state.step}")
@@ -401,10 +406,11 @@ def failed_record(
     *,
     errors: int = 1,
     retry_at: datetime | None = None,
+    tried_under: int | None = None,
 ) -> TriggerRecord | None:
     """Semantics `trigger-errors`: the ledger value that records ``error`` on the intent in the ledger (``current`` at
-    ``mod_rev``), ``errors`` in a row, tried again at ``retry_at``; None when there is nothing to record it on (no
-    intent, or one already done)."""
+    ``mod_rev``), ``errors`` in a row, tried again at ``retry_at``, made under the definition ``tried_under``; None
+    when there is nothing to record it on (no intent, or one already done)."""
     if current is None or current.status is TriggerStatus.DONE:
         return None
     return replace_record(
@@ -415,6 +421,7 @@ def failed_record(
         intent_rev=current.intent_rev or mod_rev,
         errors=errors,
         retry_at=retry_at,
+        tried_under=tried_under,
     )
 
 
@@ -445,6 +452,7 @@ def _found(state: IntentState, event: IntentFound, now: datetime) -> tuple[Inten
             last_error=None,
             errors=None,
             retry_at=None,
+            tried_under=None,
         )
         return replace(state, step=Step.CONFIRMING, record=done, mod_rev=event.mod_rev), Confirm(done, event.mod_rev)
     return _act(replace(state, step=Step.RECORDING, record=record, mod_rev=event.mod_rev), event.mod_rev, now)
@@ -527,7 +535,7 @@ def _grant(state: IntentState, record: TriggerRecord, now: datetime) -> tuple[In
     """Semantics `permit-not-run`: confirm at once; the permit written with the done record is the grant."""
     done = replace_record(
         record, status=TriggerStatus.DONE, done_at=now, last_error=None, attempts=record.attempts + 1, errors=None,
-        retry_at=None,
+        retry_at=None, tried_under=None,
     )  # fmt: skip
     return _at(state, Step.CONFIRMING, record=done), Confirm(done, state.mod_rev)
 
@@ -543,7 +551,9 @@ def _fail(state: IntentState, error: str, cap_s: float, now: datetime) -> tuple[
     record = (
         None
         if state.step is Step.RECORDING
-        else failed_record(state.record, state.mod_rev, error, errors=errors, retry_at=at)
+        else failed_record(
+            state.record, state.mod_rev, error, errors=errors, retry_at=at, tried_under=state.definition or None
+        )
     )
     if record is None:
         return _over(state), failed(error, delay)

@@ -256,6 +256,10 @@ class TriggerRecord(BaseModel):
     #: and when the leader tries it again; None (left out of the value) on every other entry.
     errors: int | None = None
     retry_at: datetime | None = None
+    #: Semantics `trigger-errors`: on an ``error`` entry, the revision since which the DAG's definition the failed
+    #: attempt was planned under was active (its activation's ``since``): a definition adopted later is a possible fix,
+    #: tried at once. None (left out of the value) on every other entry, and on an error recorded before it existed.
+    tried_under: int | None = None
     #: Semantics `permit-retracted`: on a scheduled dependent's done entry whose permit the leader withdrew before its
     #: run started (an input it was granted on is no longer that success: a retraction, a rerun), why; None (left out
     #: of the value) otherwise. The next intent of the partition writes a record without it.

@@ -210,6 +210,24 @@ class _PartitionPlanner(PartitionFreshness):
         entry = self._entry(node)
         return None if entry is None else entry.since
 
+    def _definition(self, node: NodeId) -> int:
+        """The revision since which this DAG's current definition is active; 0 if not adopted yet (an action's
+        ``definition``)."""
+        entry = self._entry(node)
+        return 0 if entry is None else entry.since
+
+    def _redefined(self, node: NodeId, ledger: LedgerFact) -> bool:
+        """Semantics `trigger-errors`: the DAG's definition in force was adopted after the one the refused attempt was
+        planned under (the error's ``tried_under``). An error recorded without it is compared by revision: the
+        adoption's ``since`` (the revision it was decided at) at or after the error's write."""
+        entry = self._entry(node)
+        if entry is None:
+            return False
+        tried_under = ledger.record.tried_under
+        # An error written between the adoption's decision and its write, by an attempt of the old definition, is
+        # later than ``since``: only the recorded definition tells it from an error of the new one.
+        return entry.since > tried_under if tried_under is not None else entry.since >= ledger.mod_rev
+
     def _entry(self, node: NodeId) -> NodeActivation | None:
         """This DAG's activation entry if it matches its current definition; None if not adopted yet."""
         if self.activation is None:
@@ -495,14 +513,14 @@ class _PartitionPlanner(PartitionFreshness):
         if status is TriggerStatus.PENDING:
             return (
                 f"{node} has an unconfirmed trigger (revision {ledger.intent_rev}); completing it",
-                Resume(node, self.partition, ledger, "complete an unconfirmed intent"),
+                Resume(
+                    node, self.partition, ledger, "complete an unconfirmed intent", definition=self._definition(node)
+                ),
             )
         if status is TriggerStatus.ERROR:
             # Semantics `trigger-errors`: retried at the entry's retry_at, or at once when the DAG's definition was
             # adopted after the error (a changed graph may be the fix: a key_format removed, an upstream changed).
-            # ``since`` is the revision the adoption was decided at: one that already held the error is later.
-            entry = self._entry(node)
-            redefined = entry is not None and entry.since >= ledger.mod_rev
+            redefined = self._redefined(node, ledger)
             retry_at = ledger.record.retry_at
             when = (
                 "retrying now: its definition changed after the error"
@@ -513,7 +531,14 @@ class _PartitionPlanner(PartitionFreshness):
             )
             return (
                 f"{node} trigger failed: {ledger.last_error or 'unknown error'}; {when}",
-                Resume(node, self.partition, ledger, "retry a trigger Airflow refused", redefined=redefined),
+                Resume(
+                    node,
+                    self.partition,
+                    ledger,
+                    "retry a trigger Airflow refused",
+                    redefined=redefined,
+                    definition=self._definition(node),
+                ),
             )
         if node in self.graph.scheduled and (fact is None or fact.rev < ledger.intent_rev):
             at = ledger.record.done_at
@@ -592,6 +617,7 @@ class _PartitionPlanner(PartitionFreshness):
             ledger_rev=ledger.mod_rev if ledger is not None else 0,
             trigger_count=(ledger.trigger_count + 1) if ledger is not None else 1,
             cause_at=self._cause_at(node) if node in self.graph.scheduled else None,
+            definition=self._definition(node),
         )
 
     def _cause_at(self, node: NodeId) -> datetime | None:

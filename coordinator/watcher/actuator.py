@@ -328,7 +328,8 @@ class Actuator:
         else:
             fresh = DagKey(action.node, action.partition) in self._fresh
             state = intent.start_resume(action.partition, self.error_retry_s, draw=draw, fresh=fresh,
-                                        scheduled=scheduled, withdraw=action.withdraw)  # fmt: skip
+                                        scheduled=scheduled, withdraw=action.withdraw,
+                                        definition=action.definition)  # fmt: skip
             state, instruction = intent.step(state, await self._find(ledger_key, action), self.now())
 
         async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:

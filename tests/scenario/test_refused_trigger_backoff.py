@@ -5,12 +5,14 @@ next try is; a graph change that touches the DAG tries again at once, and the ru
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import pytest
 
 from tests.scenario.conftest import Stack, new_partition, wait_for
+from tests.scenario.test_flaps import audit_rounds
 
 pytestmark = pytest.mark.scenario
 
@@ -38,13 +40,16 @@ def _graph(key_format: str | None) -> dict[str, Any]:
 def test_a_refused_trigger_backs_off_per_key_and_a_graph_change_retries_at_once(stack: Stack) -> None:
     """A dependent Airflow refuses a partition_key for: at most MAX_POSTS POSTs in WINDOW_S (a retry per second made
     20); the ledger records retry_at and a growing error count, status/why/doctor name the next try; the graph changed
-    to trigger it by logical date is tried at once (before its next step) and creates the run once."""
+    to trigger it by logical date while a try of the old one is in flight (its refusal recorded after the adoption) is
+    tried at once with its backoff started over, creates the run once, and nothing moves over three audit rounds."""
     fake = stack.fake
     fake.add_dag(ROOT)
     fake.add_dag(ROLLUP)
     fake.set_partitioned(ROLLUP, False)
     stack.set_deps(_graph("%Y-%m-%dT%H:%M:%S"))
-    watcher = stack.start_watcher(COORDINATOR_ERROR_RETRY_S=str(CAP_S))
+    # The held try below waits for the adoption: no client timeout may end it first, however slow the machine.
+    watcher = stack.start_watcher(COORDINATOR_ERROR_RETRY_S=str(CAP_S), COORDINATOR_AIRFLOW_TIMEOUT_S="120",
+                                  COORDINATOR_AUDIT_INTERVAL_S="1")  # fmt: skip
     p = new_partition()
     stack.trigger_root(p, ROOT)
 
@@ -74,23 +79,40 @@ def test_a_refused_trigger_backs_off_per_key_and_a_graph_change_retries_at_once(
     doctor = stack.cli("doctor", check=False).stdout
     assert "next try at" in doctor and "not a partitioned Dag" in doctor, doctor
 
-    # The graph changed so that the DAG is triggered by logical date: tried at once, not at its next step.
+    # The graph changed so that the DAG is triggered by logical date while a try of the old one waits at Airflow: its
+    # refusal is recorded after the adoption was written, by an attempt planned under the old definition.
+    before = stack.ledger(ROLLUP, p)
+    assert before is not None and before["tried_under"] > 0, before  # the definition its tries were planned under
+    gate = fake.hold_next(1, endpoint="trigger", dag_id=ROLLUP)
+    wait_for(lambda: fake.held() == 1, "a try of the old definition, held at Airflow")
     stack.set_deps(_graph(None))
     adopted = watcher.wait_log(r"graph\.adopted .*first=False")
+    adoption_rev = int(re.search(r"revision=(\d+)", adopted).group(1))  # type: ignore[union-attr]
+    fake.fail_next(1, status=400, endpoint="trigger", dag_id=ROLLUP)  # the next try: refused once more
+    gate.set()
     stack.wait_success(ROLLUP, p)
     stack.wait_confirmed(p, (ROLLUP,))
-    stack.settle()
+    audit_rounds(stack, watcher, 3)
     assert fake.creates(ROLLUP) == 1
     accepted = [r for r in fake.requests("trigger", ROLLUP) if r.status == 200]
     assert len(accepted) == 1, accepted
-    # At once: the planner's pass right after the adoption submitted it (a try at its step would be a later pass).
+
     lines = watcher.log().splitlines()
     after = lines[next(i for i, line in enumerate(lines) if adopted in line) + 1 :]
-    first_pass = next(line for line in after if "reconcile revision=" in line and "resumes=1" in line)
-    assert "submitted=1" in first_pass, first_pass
+    written = r"actuator\.error_recorded .*revision=(\d+)"
+    recorded = [int(m.group(1)) for line in after if (m := re.search(written, line))]
+    errors = [line for line in after if "actuator.error " in line]
+    assert len(errors) == 2 and len(recorded) == 2, errors
+    # The held try's refusal, recorded after the adoption...
+    assert "not a partitioned Dag" in errors[0] and recorded[0] > adoption_rev, (errors, recorded, adoption_rev)
+    # ...then a try at once with its backoff started over: the refusal injected into it waits the first step (0.5 to
+    # 1 s), not the key's next one (2 to 4 s, had it waited out its retry_at).
+    assert "injected fault 400" in errors[1], errors
+    retry_in = float(re.search(r"retry_in_s=([\d.]+)", errors[1]).group(1))  # type: ignore[union-attr]
+    assert retry_in <= 1.0, errors[1]
     done = stack.ledger(ROLLUP, p)
-    assert done is not None and done["status"] == "done" and done.get("retry_at") is None, done
-    assert watcher.lines(r"actuator\.error .*daily_rollup")
+    assert done is not None and done["status"] == "done", done
+    assert done.get("retry_at") is None and done.get("tried_under") is None, done
 
 
 def test_a_released_hold_retries_a_refused_trigger_at_once_with_its_backoff_started_over(stack: Stack) -> None:

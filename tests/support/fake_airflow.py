@@ -268,13 +268,15 @@ class _Run:
 
 @dataclass
 class _Fault:
-    kind: str  # "fail", "delay" or "drop"
+    kind: str  # "fail", "delay", "drop" or "hold"
     remaining: int
     status: int = 500
     seconds: float = 0.0
     after: bool = False
     endpoint: str | None = None
     dag_id: str | None = None
+    #: A hold's: the request waits (before its effect) until the test sets it.
+    gate: threading.Event | None = None
 
     def matches(self, endpoint: str, dag_id: str) -> bool:
         return (self.endpoint in (None, endpoint)) and (self.dag_id in (None, dag_id))
@@ -378,6 +380,7 @@ class FakeAirflow:
         self._creates: Counter[str] = Counter()
         self._clears: Counter[str] = Counter()
         self._faults: list[_Fault] = []
+        self._held = 0  # requests waiting at a hold's gate
         self._requests: list[Request] = []
         #: Requests being handled right now, and the most there were at once (``peak_in_flight``).
         self._in_flight = 0
@@ -503,6 +506,20 @@ class FakeAirflow:
         """Delay the next ``n`` matching requests; ``after=True`` applies the effect first (a lost response)."""
         with self._lock:
             self._faults.append(_Fault("delay", n, seconds=seconds, after=after, endpoint=endpoint, dag_id=dag_id))
+
+    def hold_next(self, n: int = 1, *, endpoint: str | None = None, dag_id: str | None = None) -> threading.Event:
+        """Hold the next ``n`` matching requests before they have any effect until the returned event is set (an
+        answer whose moment the test chooses: something else happens while the request is in flight); ``held``
+        counts the requests waiting now."""
+        gate = threading.Event()
+        with self._lock:
+            self._faults.append(_Fault("hold", n, endpoint=endpoint, dag_id=dag_id, gate=gate))
+        return gate
+
+    def held(self) -> int:
+        """Requests a hold (``hold_next``) keeps waiting right now."""
+        with self._lock:
+            return self._held
 
     def drop_next(
         self, n: int = 1, *, endpoint: str | None = None, dag_id: str | None = None, after: bool = True
@@ -916,7 +933,7 @@ class FakeAirflow:
         """Consume the first matching fault of each kind: kind -> fault."""
         taken: dict[str, _Fault] = {}
         with self._lock:
-            for kind in ("fail", "delay", "drop"):
+            for kind in ("fail", "delay", "drop", "hold"):
                 fault = next((f for f in self._faults if f.kind == kind and f.matches(endpoint, dag_id)), None)
                 if fault is None:
                     continue
@@ -927,7 +944,18 @@ class FakeAirflow:
         return taken
 
     def _injected(self, faults: dict[str, _Fault], *, after: bool) -> tuple[int, Any] | None:
-        """Apply the faults due at this point (before or after the effect): a delay, then a failure or a drop."""
+        """Apply the faults due at this point (before or after the effect): a hold or a delay, then a failure or a
+        drop."""
+        hold = faults.get("hold")
+        if hold is not None and hold.gate is not None and not after:
+            with self._lock:
+                self._held += 1
+            try:
+                while not hold.gate.wait(0.05) and not self._stopping.is_set():
+                    pass
+            finally:
+                with self._lock:
+                    self._held -= 1
         delay = faults.get("delay")
         if delay is not None and delay.after == after:
             self._stopping.wait(delay.seconds)

@@ -221,7 +221,8 @@ class World:
             found = intent.IntentFound(
                 current.record if current else None, current.mod_rev if current else 0, action.observed
             )
-            start = intent.start_resume(action.partition, ERROR_RETRY_S, scheduled=scheduled, withdraw=action.withdraw)
+            start = intent.start_resume(action.partition, ERROR_RETRY_S, scheduled=scheduled, withdraw=action.withdraw,
+                                        definition=action.definition)  # fmt: skip
             state, instruction = intent.step(start, found, NOW)
         while not isinstance(instruction, End):
             event: intent.Event
