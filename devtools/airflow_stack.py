@@ -79,6 +79,12 @@ PARSING_ENV: dict[str, str] = {
 #: a minute against 2.75 (8.22 at 0.2 s; ``python -m devtools.stack_cpu --set
 #: AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME=0.5``).
 SCHEDULING_ENV: dict[str, str] = {"AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5"}
+#: How long a task's supervisor waits for each answer of the API server's execution API: 60 s, not Airflow's 5 s (with
+#: five tries). On a loaded machine (load 9 on two cores, a fresh clone's ``make test`` of 2026-11-29) one stack's API
+#: server took 44 s to answer its first task's first call (``PATCH /execution/task-instances/<id>/run``): the
+#: supervisor gave up after its tries, and the task failed without running. A slow answer now gets through; a dead API
+#: server still fails the task.
+TASK_ENV: dict[str, str] = {"AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60"}
 STATE_FILE = "stack.json"
 _LOG_TAIL_LINES = 25
 #: How long a test waits for a REST call that writes: a loaded machine's API server may be slow to write to SQLite,
@@ -193,6 +199,7 @@ class AirflowStack:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
             **PARSING_ENV,
             **SCHEDULING_ENV,
+            **TASK_ENV,
             # The generated secret is short and makes Airflow warn; one per stack so tokens never cross stacks.
             "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret", 48),
             # The coordinator plugin (installed in this environment) reads these.

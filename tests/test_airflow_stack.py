@@ -164,6 +164,16 @@ def test_both_launchers_schedulers_sleep_half_a_second_after_an_idle_loop(
         assert env["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == "0.5"
 
 
+def test_the_airflow3_launchers_tasks_wait_a_minute_for_each_answer_of_the_execution_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task of the Airflow 3 launcher waits 60 s for each answer of the execution API (Airflow's default: 5 s), so a
+    loaded machine's slow API server does not fail it, whatever the shell sets."""
+    monkeypatch.setenv("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "5")
+    env = AirflowStack(home=tmp_path, dags_folder=tmp_path).environment()
+    assert env["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"] == "60"
+
+
 def test_plugin_settings_the_airflow_way_leave_no_coordinator_variable(tmp_path: Path) -> None:
     """plugin_settings="airflow" replaces every COORDINATOR_* variable by [coordinator] options and writes the etcd
     endpoint into the coordinator_etcd connection of a LocalFilesystemBackend that the environment configures."""
