@@ -211,10 +211,8 @@ class _PartitionPlanner(PartitionFreshness):
         return None if entry is None else entry.since
 
     def _definition(self, node: NodeId) -> int:
-        """The revision since which this DAG's current definition is active; 0 if not adopted yet (an action's
-        ``definition``)."""
-        entry = self._entry(node)
-        return 0 if entry is None else entry.since
+        """:meth:`since` as an action's ``definition``: 0 if not adopted yet."""
+        return self.since(node, self.graph.dags[node]) or 0
 
     def _redefined(self, node: NodeId, ledger: LedgerFact) -> bool:
         """Semantics `trigger-errors`: the DAG's definition in force was adopted after the one the refused attempt was
