@@ -98,6 +98,31 @@ def set_paused(stack: AirflowStack, paused: bool) -> None:
     assert status == 200, body
 
 
+#: Task instance states of a run whose task has not started: a paused DAG's scheduler never queues them.
+NOT_STARTED = (None, "none", "scheduled")
+
+
+def stop_the_watcher_dag(stack: AirflowStack) -> None:
+    """Pause the watcher DAG and wait until none of its runs is queued or running. A run the scheduler created just
+    before the pause never starts its task (Airflow schedules no task of a paused DAG) and would stay running for
+    ever: one whose task instances have not started is marked failed, as an operator would; a started task ends on
+    its own."""
+    set_paused(stack, True)
+
+    def ended() -> bool | None:
+        active = [r for r in watcher_dag_runs(stack) if r["state"] in ("queued", "running")]
+        for run in active:
+            run_path = f"/api/v2/dags/{WATCHER_DAG}/dagRuns/{urllib.parse.quote(str(run['dag_run_id']))}"
+            status, body = stack.request("GET", f"{run_path}/taskInstances")
+            assert status == 200, body
+            if all(ti["state"] in NOT_STARTED for ti in body["task_instances"]):
+                status, body = stack.request("PATCH", run_path, {"state": "failed"})
+                assert status == 200, body
+        return not active or None
+
+    wait_for(ended, 120, "the watcher DAG's last run to end")
+
+
 def root_succeeds(env: E2E, label: str) -> str:
     partition, run_id = env.new_partition(), env.run_id(label)
     env.stack.trigger("01_pipeline", run_id, partition)
@@ -178,12 +203,7 @@ def test_watcher_dag_enabled_after_the_root_succeeded_runs_the_cascade_once(fres
 
 def test_first_watcher_service_after_the_root_succeeded_runs_the_cascade_once(fresh: E2E) -> None:
     """`coordinator watch` started for the first time after the root succeeded cascades once; done work is kept."""
-    set_paused(fresh.stack, True)
-    wait_for(
-        lambda: all(r["state"] not in ("queued", "running") for r in watcher_dag_runs(fresh.stack)) or None,
-        120,
-        "the watcher DAG's last run to end",
-    )
+    stop_the_watcher_dag(fresh.stack)
     fresh.delete_key(fresh.keys.config_key("graph"))  # what "no watcher ever ran here" is
     partition = root_succeeds(fresh, "before-service")
     time.sleep(5.0)  # no watcher of any kind runs now: a quiet period is the only evidence there is
