@@ -62,8 +62,9 @@ class Resume:
     reason: str
     #: The triggered run has already reported a state after the intent: confirm it without calling Airflow.
     observed: bool = False
-    #: Semantics `trigger-errors`: the DAG's definition in force was adopted after the error was recorded, so the
-    #: refused intent is tried at once, not at its ``retry_at``, and its backoff starts over.
+    #: Semantics `trigger-errors`: the DAG's definition in force was adopted after the one the error's try was
+    #: planned under (its ``tried_under``), so the refused intent is tried at once, not at its ``retry_at``, and its
+    #: backoff starts over.
     redefined: bool = False
     #: As :attr:`Trigger.definition`: the definition this resume was planned under (0: not adopted yet).
     definition: int = 0

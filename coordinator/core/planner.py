@@ -517,7 +517,8 @@ class _PartitionPlanner(PartitionFreshness):
             )
         if status is TriggerStatus.ERROR:
             # Semantics `trigger-errors`: retried at the entry's retry_at, or at once when the DAG's definition was
-            # adopted after the error (a changed graph may be the fix: a key_format removed, an upstream changed).
+            # adopted after the refused try's (a changed graph may be the fix: a key_format removed, an upstream
+            # changed).
             redefined = self._redefined(node, ledger)
             retry_at = ledger.record.retry_at
             when = (

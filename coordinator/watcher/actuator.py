@@ -24,9 +24,10 @@ Rules:
   (etcd is what failed) and the key comes back after the queue's per-key backoff (``actuator.store_error``), which
   a turn that only hands the key on never forgets. Never a busy loop.
 - **A fix retries at once.** A refused intent is tried at once, its backoff started over (``fresh``), when what may
-  have fixed it happened: the DAG's definition in force was adopted after the error (the planner's
-  ``Resume.redefined``: the graph changed for that DAG), or an operator released a hold that kept its retry back
-  (``retry_now``, from the holds gate). A DAG fixed in Airflow alone is tried at its next step, within the cap.
+  have fixed it happened: the DAG's definition in force was adopted after the one the refused try was planned under
+  (the planner's ``Resume.redefined``: the graph changed for that DAG), or an operator released a hold that kept its
+  retry back (``retry_now``, from the holds gate). A DAG fixed in Airflow alone is tried at its next step, within the
+  cap.
 - **Own writes.** An action planned on a view that has not received this leader's own last write of the same ledger
   key (the informer's expectations, ``informer/expectations.py``, which the executor feeds with every write that lands)
   is not started (``Offer.UNSEEN``): it was decided on a ledger we already changed (a Trigger would lose its CAS, a
