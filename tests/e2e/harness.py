@@ -172,6 +172,39 @@ def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interva
         time.sleep(interval_s)
 
 
+#: What the leader's audit logs at the end of each pass (``watcher/audit.py``).
+AUDIT_PASS = "audit checked="
+#: How long the tests wait for the next audit pass beyond its interval before they call the audit stalled. A pass
+#: lists each DAG's runs through Airflow's REST API, which answered a single call after 44 s on a loaded CI machine;
+#: the tests judge that the audit goes on and changes nothing, never how fast a loaded machine runs it.
+AUDIT_STALL_S = 180.0
+
+
+def audit_passes(log: Path) -> int:
+    """How many audit passes the watcher logging to ``log`` has finished."""
+    return log.read_text(encoding="utf-8", errors="replace").count(AUDIT_PASS) if log.exists() else 0
+
+
+def wait_for_audit_passes(log: Path, more: int, interval_s: float, what: str, stall_s: float = AUDIT_STALL_S) -> int:
+    """Until the watcher logging to ``log`` has finished ``more`` audit passes after this call; fail naming ``what``
+    only when no pass finished for ``interval_s`` + ``stall_s`` (the next pass starts an interval after the last one
+    ended, so one slow pass delays every pass after it). The count reached."""
+    seen = audit_passes(log)
+    target, progressed = seen + more, time.monotonic()
+    while True:
+        count = audit_passes(log)
+        if count >= target:
+            return count
+        if count > seen:
+            seen, progressed = count, time.monotonic()
+        elif time.monotonic() - progressed > interval_s + stall_s:
+            raise AssertionError(
+                f"no audit pass for {interval_s + stall_s:.0f} s waiting for {what} "
+                f"({more - (target - count)} of {more} done)"
+            )
+        time.sleep(0.2)
+
+
 def parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 

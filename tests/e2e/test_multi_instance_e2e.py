@@ -33,6 +33,7 @@ from tests.e2e.harness import (
     parse_time,
     task_runs,
     wait_for,
+    wait_for_audit_passes,
 )
 from tests.e2e.settle import wait_runs_settled, wait_settled
 
@@ -612,7 +613,6 @@ def test_airflow3_partitioned_keyed_and_asset_triggered_runs_join_across_deploym
 AUDIT_S = 4
 #: Audit passes that must change nothing once the reruns are done.
 QUIET_PASSES = 6
-_AUDIT_PASS = "audit checked="
 
 
 def several_runs_graph() -> dict[str, Any]:
@@ -629,11 +629,6 @@ def several_runs_graph() -> dict[str, Any]:
             "team_b/e2e_seg_per": {"partitions": regions, "upstreams": "default/e2e_seg_load"},
         },
     }  # fmt: skip
-
-
-def audit_passes(log: Path) -> int:
-    """How many audit passes the watcher logging to ``log`` has finished."""
-    return log.read_text(encoding="utf-8", errors="replace").count(_AUDIT_PASS) if log.exists() else 0
 
 
 def test_several_airflow_runs_of_one_partition_rerun_each_dependent_once_and_then_nothing_moves(
@@ -678,8 +673,7 @@ def test_several_airflow_runs_of_one_partition_rerun_each_dependent_once_and_the
 
     # The leader dies between two audit passes; the standby leads and audits.
     leader_log = e2e.work_dir / "e2e-several-watcher.log"
-    passes = audit_passes(leader_log)
-    wait_for(lambda: audit_passes(leader_log) > passes, 3 * AUDIT_S, "an audit pass of the leader")
+    wait_for_audit_passes(leader_log, 1, AUDIT_S, "an audit pass of the leader")
     leader.kill()
     leader.wait(timeout=30)
     e2e.wait_for_leader(deps, "e2e-several-standby")
@@ -693,9 +687,7 @@ def test_several_airflow_runs_of_one_partition_rerun_each_dependent_once_and_the
     before = {key: e2e.revisions(key).get(key) for key in watched}
     before.update({f"{d}/{i}/{p}": e2e.read_run(d, p, i)[1] for d, p, i in dependents})
     standby_log = e2e.work_dir / "e2e-several-standby-watcher.log"
-    passes = audit_passes(standby_log)
-    wait_for(lambda: audit_passes(standby_log) >= passes + QUIET_PASSES, (QUIET_PASSES + 3) * AUDIT_S,
-             f"{QUIET_PASSES} audit passes of the new leader")  # fmt: skip
+    wait_for_audit_passes(standby_log, QUIET_PASSES, AUDIT_S, f"{QUIET_PASSES} audit passes of the new leader")
     after = {key: e2e.revisions(key).get(key) for key in watched}
     after.update({f"{d}/{i}/{p}": e2e.read_run(d, p, i)[1] for d, p, i in dependents})
     assert after == before, "a run-state key moved after the reruns"

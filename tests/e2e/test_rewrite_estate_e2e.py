@@ -45,9 +45,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.core.model import RunState, canonical_partition
-from tests.e2e.harness import E2E, REPO, parse_time, task_runs, wait_for
+from tests.e2e.harness import E2E, REPO, parse_time, task_runs, wait_for_audit_passes
 from tests.e2e.settle import wait_settled
-from tests.e2e.test_multi_instance_e2e import all_runs, audit_passes, scheduled_run, wait_state
+from tests.e2e.test_multi_instance_e2e import all_runs, scheduled_run, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -224,9 +224,7 @@ def test_the_rewritten_estate_cascades_once_through_its_scheduled_dependents_and
         watched += [e2e.keys.run_key(node, dependent.partition), e2e.keys.trigger_key(node, dependent.partition),
                     f"{e2e.prefix}/permits/{e2e.stack.instance}/{dependent.dag}/{dependent.partition}"]  # fmt: skip
     before = {key: e2e.revisions(key).get(key) for key in watched}
-    passes = audit_passes(log)
-    wait_for(lambda: audit_passes(log) >= passes + QUIET_PASSES, (QUIET_PASSES + 3) * AUDIT_S,
-             f"{QUIET_PASSES} audit passes")  # fmt: skip
+    wait_for_audit_passes(log, QUIET_PASSES, AUDIT_S, f"{QUIET_PASSES} audit passes")
     assert {key: e2e.revisions(key).get(key) for key in watched} == before
     assert all(before.values()), before
     for dependent in dependents:

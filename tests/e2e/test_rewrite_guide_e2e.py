@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from coordinator.core.model import RunState, canonical_partition
-from tests.e2e.harness import E2E, REPO, task_runs, wait_for
-from tests.e2e.test_multi_instance_e2e import all_runs, audit_passes, scheduled_run, wait_state
+from tests.e2e.harness import E2E, REPO, task_runs, wait_for_audit_passes
+from tests.e2e.test_multi_instance_e2e import all_runs, scheduled_run, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -105,9 +105,7 @@ def test_the_guide_converts_a_scheduled_dependent_that_then_waits_deferred_and_r
     before = {key: e2e.revisions(key).get(key) for key in watched}
     ledger = e2e.read_ledger(DAILY, partition)
     log = e2e.work_dir / "rewrite-watcher.log"
-    passes = audit_passes(log)
-    wait_for(lambda: audit_passes(log) >= passes + QUIET_PASSES, (QUIET_PASSES + 3) * AUDIT_S,
-             f"{QUIET_PASSES} audit passes")  # fmt: skip
+    wait_for_audit_passes(log, QUIET_PASSES, AUDIT_S, f"{QUIET_PASSES} audit passes")
     assert {key: e2e.revisions(key).get(key) for key in watched} == before
     assert e2e.read_ledger(DAILY, partition) == ledger
     assert [r.run_id for r in all_runs(e2e.stack, DAILY)] == [run]
