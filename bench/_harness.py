@@ -627,6 +627,17 @@ def _machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def pin_process(pid: int, cpus: set[int]) -> int:
+    """Every thread of process ``pid`` onto ``cpus`` (``sched_setaffinity`` moves one thread; threads created later
+    inherit their creator's set); how many threads were moved."""
+    moved = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task.name), cpus)
+            moved += 1
+    return moved
+
+
 def process_cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

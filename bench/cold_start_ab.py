@@ -18,6 +18,11 @@ them all.
 
 ``--tree NAME=DIR``: a checkout (``git archive <commit> | tar -x -C DIR``), run with this venv; ``--before DIR`` is
 ``--tree before=DIR`` beside ``after`` (this checkout).
+
+``--pin``: etcd on the first core, everything else (this process, the bare read, the watchers, the fake Airflow) on
+the second, as where etcd runs on hosts of its own: each start and each read then has one core beside etcd's, and
+neither takes CPU from the other. Without it all share the machine's two cores, and a start costs about the sum of
+etcd's and the watcher's CPU halved.
 """
 
 from __future__ import annotations
@@ -128,6 +133,8 @@ def main() -> None:
                         help="also wait for the sweep over every partition to end (the whole first plan)")  # fmt: skip
     parser.add_argument("--env", action="append", default=[], metavar="NAME:KEY=VALUE",
                         help="an environment variable for checkout NAME's watchers only")  # fmt: skip
+    parser.add_argument("--pin", action="store_true",
+                        help="etcd on the first core, this process and the watchers on the second")  # fmt: skip
     parser.add_argument("--pyspy", type=Path, metavar="DIR",
                         help="sample each watcher with py-spy into DIR/<start>-<tree>.txt (raw stacks)")  # fmt: skip
     args = parser.parse_args()
@@ -158,6 +165,11 @@ def main() -> None:
     if unknown := set(order) - set(trees):
         sys.exit(f"--order {args.order}: unknown {sorted(unknown)}; use {', '.join(trees)}")
 
+    cores = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cores) < 2:
+        sys.exit(f"--pin: this process may run on {len(cores)} core; etcd and the watcher need one each")
+    if args.pin:  # before any child starts: the watchers and the fake Airflow inherit it
+        os.sched_setaffinity(0, {cores[1]})
     info = h.machine()
     workdir = Path(tempfile.mkdtemp(prefix="bench-cold-ab-"))
     deps = workdir / "dependencies.json"
@@ -175,6 +187,9 @@ def main() -> None:
               f"etcd_cpu={r.etcd_cpu_s:.2f}s", flush=True)  # fmt: skip
 
     with h.start_etcd(etcd_args) as etcd, h.recording_fake_airflow(dags) as fake:
+        if args.pin:
+            print(f"pinned: etcd ({h.pin_process(etcd.pid, {cores[0]})} threads) on core {cores[0]}, the rest on core "
+                  f"{cores[1]}", flush=True)  # fmt: skip
         started = time.monotonic()
         ledger = spec if args.ledger else None
         revision = asyncio.run(cs.preload(etcd.endpoint, names, args.partitions, deps, args.batch, ledger))
@@ -210,7 +225,7 @@ def main() -> None:
         print("| sweep's end / bare read | " + " | ".join(swept) + " |")
     if args.json:
         paths = {k: str(v) for k, v in trees.items()}
-        raw = {"machine": info, "trees": paths, "order": order, "starts": starts, "reads": reads}
+        raw = {"machine": info, "trees": paths, "order": order, "pinned": args.pin, "starts": starts, "reads": reads}
         Path(args.json).write_text(json.dumps(raw, indent=1))
 
 
