@@ -627,6 +627,15 @@ def _machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def major_faults(pid: int) -> int:
+    """Page faults of process ``pid`` that read from disk so far (``majflt`` in /proc/<pid>/stat): an etcd whose
+    database pages the kernel dropped reads them again."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[9])
+    except OSError:
+        return 0
+
+
 def pin_process(pid: int, cpus: set[int]) -> int:
     """Every thread of process ``pid`` onto ``cpus`` (``sched_setaffinity`` moves one thread; threads created later
     inherit their creator's set); how many threads were moved."""

@@ -10,8 +10,8 @@ the estate is judged on.
 
 Prints, per start: time to the first reconcile pass (the sweep over every partition ends: ``dirty=all``), when the
 process logged ``watcher.start`` and ``view.loaded``, the watcher's and etcd's CPU seconds until the first pass, that
-pass's ``plan_ms``, peak RSS, any watch reconnect or relist; per read: wall, client and etcd CPU. ``--json`` keeps
-them all.
+pass's ``plan_ms``, peak RSS, any watch reconnect or relist; per read: wall, client and etcd CPU; etcd's major page
+faults over each (its database pages read again from disk). ``--json`` keeps them all.
 
     .venv/bin/python bench/cold_start_ab.py --tree before=/tmp/before --tree after=. \\
         --layers 10 --width 500 --partitions 365 --ledger --order before,after,after,before
@@ -58,7 +58,7 @@ def first_start(
     partition has ended too); its figures."""
     asyncio.run(_forget_checkpoint(etcd.endpoint))
     h.REPO = tree  # the watcher runs `python -m coordinator.cli` in this directory
-    etcd_before = h.process_cpu_seconds(etcd.pid)
+    etcd_before, etcd_faults = h.process_cpu_seconds(etcd.pid), h.major_faults(etcd.pid)
     watcher = h.WatcherProcess(etcd.endpoint, deps, airflow_url, log_path, extra_env=dict(env or {})).start()
     swept: dict[str, float] = {}
     try:
@@ -66,6 +66,7 @@ def first_start(
         # etcd's CPU over the start: its read varies by a third run to run on one store, so a start that took
         # longer may only have met an etcd that worked harder (compare with the bare reads' ``etcd_cpu_s``).
         etcd_cpu = h.process_cpu_seconds(etcd.pid) - etcd_before
+        etcd_major = h.major_faults(etcd.pid) - etcd_faults
         cpu, hwm = watcher.cpu_seconds(), watcher.status("VmHWM") / 1024
         _, system_cpu, faults = watcher.cpu_split()
         stamps = {
@@ -93,6 +94,7 @@ def first_start(
         "first_reconcile_cpu_s": cpu,
         "first_reconcile_sys_s": system_cpu,
         "etcd_cpu_to_first_s": etcd_cpu,
+        "etcd_major_faults": etcd_major,
         "minor_faults": faults,
         "first_reconcile_plan_ms": first.plan_ms,
         "imports_to_start_log_s": stamps["start"],
@@ -181,10 +183,12 @@ def main() -> None:
     reads: list[dict[str, Any]] = []
 
     def bare_read() -> None:
+        faults = h.major_faults(etcd.pid)
         r = asyncio.run(sr.read(etcd.endpoint, deps, etcd.pid, "drop"))
-        reads.append(r.__dict__)
+        major = h.major_faults(etcd.pid) - faults
+        reads.append({**r.__dict__, "etcd_major_faults": major})
         print(f"read: keys={r.keys:,} wall={r.wall_s:.2f}s client_cpu={r.client_cpu_s:.2f}s "
-              f"etcd_cpu={r.etcd_cpu_s:.2f}s", flush=True)  # fmt: skip
+              f"etcd_cpu={r.etcd_cpu_s:.2f}s etcd_major_faults={major}", flush=True)  # fmt: skip
 
     with h.start_etcd(etcd_args) as etcd, h.recording_fake_airflow(dags) as fake:
         if args.pin:
@@ -210,7 +214,8 @@ def main() -> None:
     print(f"\n{reads[0]['keys']:,} keys; etcd's bare read (drop) {min(r['wall_s'] for r in reads):.1f}-"
           f"{max(r['wall_s'] for r in reads):.1f} s, median {floor:.1f} s ({len(reads)} reads)\n")  # fmt: skip
     figures = ("first_reconcile_s", "first_reconcile_cpu_s", "first_reconcile_plan_ms", "imports_to_start_log_s",
-               "view_loaded_s", "vmhwm_mb", "first_reconcile_sys_s", "minor_faults", "etcd_cpu_to_first_s")  # fmt: skip
+               "view_loaded_s", "vmhwm_mb", "first_reconcile_sys_s", "minor_faults", "etcd_cpu_to_first_s",
+               "etcd_major_faults")  # fmt: skip
     if args.sweep:
         figures += ("sweep_end_s", "sweep_end_cpu_s", "sweep_plan_ms", "sweep_vmhwm_mb")
     print("| figure | " + " | ".join(f"{name} ({trees[name]})" for name in trees) + " |")
