@@ -636,6 +636,16 @@ def major_faults(pid: int) -> int:
         return 0
 
 
+def take_second_core() -> tuple[int, int]:
+    """``--pin``: this process (and every child it starts after this) onto the second core it may use, the first
+    left for etcd (:func:`pin_process` once it runs); the two cores. Exits when there are fewer than two."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        sys.exit(f"--pin: this process may run on {len(cores)} core; etcd and the rest need one each")
+    os.sched_setaffinity(0, {cores[1]})
+    return cores[0], cores[1]
+
+
 def pin_process(pid: int, cpus: set[int]) -> int:
     """Every thread of process ``pid`` onto ``cpus`` (``sched_setaffinity`` moves one thread; threads created later
     inherit their creator's set); how many threads were moved."""

@@ -167,11 +167,8 @@ def main() -> None:
     if unknown := set(order) - set(trees):
         sys.exit(f"--order {args.order}: unknown {sorted(unknown)}; use {', '.join(trees)}")
 
-    cores = sorted(os.sched_getaffinity(0))
-    if args.pin and len(cores) < 2:
-        sys.exit(f"--pin: this process may run on {len(cores)} core; etcd and the watcher need one each")
-    if args.pin:  # before any child starts: the watchers and the fake Airflow inherit it
-        os.sched_setaffinity(0, {cores[1]})
+    # Before any child starts: the watchers and the fake Airflow inherit the second core.
+    cores = h.take_second_core() if args.pin else None
     info = h.machine()
     workdir = Path(tempfile.mkdtemp(prefix="bench-cold-ab-"))
     deps = workdir / "dependencies.json"
@@ -191,7 +188,7 @@ def main() -> None:
               f"etcd_cpu={r.etcd_cpu_s:.2f}s etcd_major_faults={major}", flush=True)  # fmt: skip
 
     with h.start_etcd(etcd_args) as etcd, h.recording_fake_airflow(dags) as fake:
-        if args.pin:
+        if cores is not None:
             print(f"pinned: etcd ({h.pin_process(etcd.pid, {cores[0]})} threads) on core {cores[0]}, the rest on core "
                   f"{cores[1]}", flush=True)  # fmt: skip
         started = time.monotonic()

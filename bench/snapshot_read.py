@@ -16,6 +16,9 @@ range is a floor under the load's wall time no client work removes: at best the 
 
     .venv/bin/python bench/snapshot_read.py --partitions 1000 --max-txn-ops 1024 --batch 1000
     .venv/bin/python bench/snapshot_read.py --partitions 1000 --ledger --max-txn-ops 1024 --batch 1000
+
+``--pin``: etcd on one core and this process on the other (``cold_start_ab.py``'s ``--pin``), so each read's etcd CPU
+is etcd's own, whatever the client does beside it.
 """
 
 from __future__ import annotations
@@ -98,9 +101,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cs.estate_arguments(parser)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--pin", action="store_true", help="etcd on the first core, this process on the second")
     parser.add_argument("--md")
     parser.add_argument("--json")
     args = parser.parse_args()
+    cores = h.take_second_core() if args.pin else None
 
     info = h.machine()
     workdir = Path(tempfile.mkdtemp(prefix="bench-read-"))
@@ -110,6 +115,9 @@ def main() -> None:
     etcd_args = [f"--max-txn-ops={args.max_txn_ops}"] if args.max_txn_ops else []
     reads: list[Read] = []
     with h.start_etcd(etcd_args) as etcd:
+        if cores is not None:
+            print(f"pinned: etcd ({h.pin_process(etcd.pid, {cores[0]})} threads) on core {cores[0]}, this process on "
+                  f"core {cores[1]}", file=sys.stderr)  # fmt: skip
         t = time.monotonic()
         asyncio.run(cs.preload(etcd.endpoint, names, args.partitions, deps, args.batch, spec if args.ledger else None))
         print(f"preloaded in {time.monotonic() - t:.1f} s", file=sys.stderr)
