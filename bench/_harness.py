@@ -535,20 +535,15 @@ class WatcherProcess:
     def cpu_seconds(self) -> float:
         """User + system CPU time of the watcher so far (from /proc/<pid>/stat)."""
         assert self.proc is not None
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.proc.pid)
 
     def cpu_split(self) -> tuple[float, float, int]:
         """User CPU, system CPU (seconds) and minor page faults of the watcher so far (from /proc/<pid>/stat): a
         start that keeps re-touching freed memory shows in the faults and the system time, whatever the machine's
         noise."""
         assert self.proc is not None
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        fields = proc_stat(self.proc.pid)
+        if not fields:
             return 0.0, 0.0, 0
         tick = os.sysconf("SC_CLK_TCK")
         return int(fields[11]) / tick, int(fields[12]) / tick, int(fields[7])
@@ -627,18 +622,25 @@ def _machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def major_faults(pid: int) -> int:
-    """Page faults of process ``pid`` that read from disk so far (``majflt`` in /proc/<pid>/stat): an etcd whose
-    database pages the kernel dropped reads them again."""
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command's name (``state`` first: ``proc(5)``'s field 3 is index 0);
+    empty once the process is gone."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[9])
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0
+        return []
+
+
+def major_faults(pid: int) -> int:
+    """Page faults of process ``pid`` that read from disk so far (``majflt``): an etcd whose database pages the kernel
+    dropped reads them again."""
+    fields = proc_stat(pid)
+    return int(fields[9]) if fields else 0
 
 
 def take_second_core() -> tuple[int, int]:
     """``--pin``: this process (and every child it starts after this) onto the second core it may use, the first
-    left for etcd (:func:`pin_process` once it runs); the two cores. Exits when there are fewer than two."""
+    left for etcd (:func:`give_etcd_first_core` once it runs); the two cores. Exits when there are fewer than two."""
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         sys.exit(f"--pin: this process may run on {len(cores)} core; etcd and the rest need one each")
@@ -646,23 +648,22 @@ def take_second_core() -> tuple[int, int]:
     return cores[0], cores[1]
 
 
-def pin_process(pid: int, cpus: set[int]) -> int:
-    """Every thread of process ``pid`` onto ``cpus`` (``sched_setaffinity`` moves one thread; threads created later
-    inherit their creator's set); how many threads were moved."""
+def give_etcd_first_core(pid: int, cores: tuple[int, int]) -> str:
+    """Every thread of etcd's process ``pid`` onto the first of ``cores`` (:func:`take_second_core`):
+    ``sched_setaffinity`` moves one thread, and threads created later inherit their creator's set. The line to
+    print."""
     moved = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(task.name), cpus)
+            os.sched_setaffinity(int(task.name), {cores[0]})
             moved += 1
-    return moved
+    return f"pinned: etcd ({moved} threads) on core {cores[0]}, the rest on core {cores[1]}"
 
 
 def process_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of process ``pid`` so far (0 once it is gone)."""
+    fields = proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------- numbers

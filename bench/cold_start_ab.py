@@ -189,8 +189,7 @@ def main() -> None:
 
     with h.start_etcd(etcd_args) as etcd, h.recording_fake_airflow(dags) as fake:
         if cores is not None:
-            print(f"pinned: etcd ({h.pin_process(etcd.pid, {cores[0]})} threads) on core {cores[0]}, the rest on core "
-                  f"{cores[1]}", flush=True)  # fmt: skip
+            print(h.give_etcd_first_core(etcd.pid, cores), flush=True)
         started = time.monotonic()
         ledger = spec if args.ledger else None
         revision = asyncio.run(cs.preload(etcd.endpoint, names, args.partitions, deps, args.batch, ledger))

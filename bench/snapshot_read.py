@@ -116,8 +116,7 @@ def main() -> None:
     reads: list[Read] = []
     with h.start_etcd(etcd_args) as etcd:
         if cores is not None:
-            print(f"pinned: etcd ({h.pin_process(etcd.pid, {cores[0]})} threads) on core {cores[0]}, this process on "
-                  f"core {cores[1]}", file=sys.stderr)  # fmt: skip
+            print(h.give_etcd_first_core(etcd.pid, cores), file=sys.stderr)
         t = time.monotonic()
         asyncio.run(cs.preload(etcd.endpoint, names, args.partitions, deps, args.batch, spec if args.ledger else None))
         print(f"preloaded in {time.monotonic() - t:.1f} s", file=sys.stderr)
