@@ -1,6 +1,6 @@
-"""The compiled modules, optional: ``coordinator/core/_native.c`` with ``_facts.c`` (``core.canonical``'s reader of the
-store's values, and the view's compact facts it fills) and ``coordinator/etcd/_range.c`` (``etcd.range_page``'s reader
-of a range read's page).
+"""The compiled modules, optional: ``coordinator/core/_native.c`` with ``_facts.c``, ``_load.c`` and ``_slots.c``
+(``core.canonical``'s reader of the store's values, the view's compact facts it fills, the page's loop and the
+partitions' mappings) and ``coordinator/etcd/_range.c`` (``etcd.range_page``'s reader of a range read's page).
 
 Everything else is in pyproject.toml. The modules are built wherever a C compiler and Python's headers are (an install
 from the sdist, the watcher image, ``make test``'s venv) and skipped where they are not: ``optional`` makes a failed
@@ -16,7 +16,12 @@ from setuptools import Extension, setup
 PURE = os.environ.get("COORDINATOR_PURE_PYTHON") == "1"
 
 MODULES = {
-    "coordinator.core._native": ["coordinator/core/_native.c", "coordinator/core/_facts.c", "coordinator/core/_load.c"],
+    "coordinator.core._native": [
+        "coordinator/core/_native.c",
+        "coordinator/core/_facts.c",
+        "coordinator/core/_load.c",
+        "coordinator/core/_slots.c",
+    ],
     "coordinator.etcd._range": ["coordinator/etcd/_range.c"],
 }
 #: The headers the sources include (in the sdist: MANIFEST.in; a change rebuilds).

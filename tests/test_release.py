@@ -164,7 +164,8 @@ def test_the_wheel_is_pure_python_and_an_install_from_the_sdist_compiles_the_rea
     with tarfile.open(release / SDIST) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     assert {"setup.py", "coordinator/core/_native.c", "coordinator/core/_native.h", "coordinator/core/_facts.c",
-            "coordinator/core/_facts.h", "coordinator/core/_load.c", "coordinator/etcd/_range.c"} <= names  # fmt: skip
+            "coordinator/core/_facts.h", "coordinator/core/_load.c", "coordinator/core/_slots.c",
+            "coordinator/etcd/_range.c"} <= names  # fmt: skip
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")

@@ -2,27 +2,28 @@
 
 ``load_fast(page, at, top, state) -> (at, top)`` takes the page's items from ``at`` on while each is a run state or a
 done ledger entry of a DAG and partition the view knows, whose value the compiled reader reads, and adds its fact
-exactly as ``View.load_page``'s loop does: into the partition's dict of facts of its kind and the partition's nodes,
-with the page's highest revision in ``top``. It stops at the first item that is anything else and returns its index:
+exactly as ``View.load_page``'s loop does: into the partition's mapping of facts of its kind and the partition's
+nodes (``Slots``, ``_slots.c``: at the DAG's slot), with the page's highest revision in ``top``. It stops at the first item that is anything else and returns its index:
 the view's Python loop takes that one item (a key to parse or word as a problem, a value for msgspec or pydantic, a
 backfill to index, a problem to clear), then calls this again after it. Rules:
-- **Only what the loop would do.** Every test the Python loop makes is made here in the same order, on the same dicts
-  (``state``: the view's own); any other case is the loop's. No fact is added that the loop would not add, and none
+- **Only what the loop would do.** Every test the Python loop makes is made here in the same order, on the same
+  mappings (``state``: the view's own); any other case is the loop's. No fact is added that the loop would not add, and none
   differently (``tests/test_scale_load.py`` loads any pages both ways).
 - **Triples or rows, the same.** ``page`` is a list of (key, value, mod_revision) triples, or a page as etcd sent it:
   ``(data, table)``, the response's bytes and a table of rows of five native int64s (the key's offset and length in
   ``data``, the value's, the mod revision; ``coordinator.etcd._range``'s ``read_page`` makes it). A row is read in
   place, with no Python object made for it, and loaded exactly as its triple would be (the key is taken only where it
   is ASCII, as a triple's key must be ASCII here; its ``str`` and revision are made only where the loop needs them).
-- **Stored by partition.** The view's facts are dicts by partition, and a snapshot comes by key: a DAG's partitions
-  one after another, so each fact went into another partition's dict, each insert a few cache misses (the dicts of
-  the estate are hundreds of MB). The loop adds each fact to its partition's list in ``Pending`` (the view's, in
-  ``state``) instead, and a partition's list goes into its dicts in one go, in its order, while they are in the cache:
-  when it holds ``PENDING_BATCH`` facts, and at ``Pending.flush`` (``View.end_load``, and before the Python loop takes
-  an item). Each of the partition's dicts gets its keys in the order it would have got them one by one.
+- **Stored by partition.** The view's facts are mappings by partition, and a snapshot comes by key: a DAG's
+  partitions one after another, so each fact went into another partition's mapping, each store a few cache misses
+  (the mappings of the estate are a hundred MB and more). The loop adds each fact to its partition's list in
+  ``Pending`` (the view's, in ``state``) instead, with its DAG's slot, and a partition's list goes into its mappings in
+  one go, in its order, while they are in the cache: when it holds ``PENDING_BATCH`` facts, and at ``Pending.flush``
+  (``View.end_load``, and before the Python loop takes an item). Each of the partition's mappings gets its keys in the
+  order it would have got them one by one.
 - **Nothing cached across calls.** The DAG of the last key and the partitions' slots are remembered within one call
-  only: the loop's item between two calls may ``apply``, which may drop a partition's dict. Only ``Pending`` keeps
-  partitions' dicts across calls, each held until its facts are stored, and it is flushed before that item.
+  only: the loop's item between two calls may ``apply``, which may drop a partition's mapping. Only ``Pending`` keeps
+  partitions' mappings across calls, each held until its facts are stored, and it is flushed before that item.
 */
 #include "_native.h"
 
@@ -30,11 +31,11 @@ backfill to index, a problem to clear), then calls this again after it. Rules:
 
 enum {
     S_RUNS, S_TRIGGERS, S_NODES, S_PARTS, S_RUNS_BY, S_LEDGER_BY, S_INDEX, S_PROBLEMS, S_BACKFILLS, S_NAMES, S_PENDING,
-    S_N
+    S_SLOT_INDEX, S_SLOT_NODES, S_N
 };
 
-/* A partition's slot, by the key's last part: its dict of facts of one kind and its nodes (borrowed: the view's dicts
-   hold them for the whole call). */
+/* A partition's slot, by the key's last part: its mapping of facts of one kind and its nodes (borrowed: the view's
+   dicts hold them for the whole call). */
 typedef struct {
     const char *suffix; /* into a key of the page, which the page holds */
     Py_ssize_t len;
@@ -110,15 +111,23 @@ static int item_at(const page_t *page, Py_ssize_t i, item_t *it) {
     return 1;
 }
 
-/* The dict ``by[key]``, made empty where missing (borrowed); NULL: an error. */
-static PyObject *dict_in(PyObject *by, PyObject *key) {
+/* The partition's mapping ``by[key]``, made empty where missing as the view makes one (``PartitionMaps.fresh``: a
+   ``Slots`` over the view's ``index`` and ``nodes``) (borrowed); NULL: an error. */
+static PyObject *mapping_in(PyObject *by, PyObject *key, PyObject *index, PyObject *nodes) {
     PyObject *found = PyDict_GetItemWithError(by, key);
     if (found != NULL || PyErr_Occurred()) return found;
-    PyObject *fresh = PyDict_New();
+    PyObject *fresh = slots_new(index, nodes);
     if (fresh == NULL) return NULL;
     int failed = PyDict_SetItem(by, key, fresh);
     Py_DECREF(fresh); /* ``by`` holds it */
     return failed ? NULL : fresh;
+}
+
+/* ``m[node] = value`` into a partition's mapping: a ``Slots``, or a dict (a view copied, whose ``Slots`` were copied
+   as dicts); -1: an error. */
+static int mapping_set(PyObject *m, Py_ssize_t slot, PyObject *node, PyObject *value) {
+    if (slots_check(m)) return slots_set_at(m, slot, node, value);
+    return PyDict_CheckExact(m) ? PyDict_SetItem(m, node, value) : PyObject_SetItem(m, node, value);
 }
 
 /* ``d.pop(k, None)``; -1: an error. */
@@ -128,15 +137,16 @@ static int pop_key(PyObject *d, PyObject *k) {
 }
 
 
-/* ---- Pending: facts kept by partition until they go into its dicts together (**Stored by partition**) ---- */
+/* ---- Pending: facts kept by partition until they go into its mappings together (**Stored by partition**) ---- */
 
-#define PENDING_BATCH 1024 /* facts of one partition stored together: its dicts stay in the cache meanwhile */
+#define PENDING_BATCH 1024 /* facts of one partition stored together: its mappings stay in the cache */
 
-/* A fact to store and its node; the fact's kind (0 run states, 1 ledger entries) in the low bit of its address, which
-   an object's alignment leaves free: 16 bytes a fact while it waits. */
+/* A fact to store, its node and the node's slot (``Slots``); the fact's kind (0 run states, 1 ledger entries) in the
+   low bit of its address, which an object's alignment leaves free: 24 bytes a fact while it waits. */
 typedef struct {
     PyObject *node;
     uintptr_t fact;
+    Py_ssize_t slot;
 } pair_t;
 
 #define PAIR_FACT(e) ((PyObject *)((e)->fact & ~(uintptr_t)1))
@@ -150,7 +160,7 @@ typedef struct {
 #define PREFETCH_FOR_WRITE(addr) ((void)(addr))
 #endif
 
-/* One partition's facts to store: into ``facts[kind]`` by node, and the node into ``nodes`` (the view's dicts, owned
+/* One partition's facts to store: into ``facts[kind]`` by node, and the node into ``nodes`` (the view's mappings, owned
    here so that none is freed and its address taken by another while facts wait for it). */
 typedef struct {
     PyObject *nodes, *facts[2];
@@ -184,8 +194,8 @@ static int group_store(PendingObject *p, group_t *g) {
            longer in the cache, and storing it writes its reference count. Ask for the facts a few pairs ahead, so
            that each is there when its turn comes instead of a miss apiece. */
         if (i + PREFETCH_AHEAD < g->n) PREFETCH_FOR_WRITE(PAIR_FACT(&g->pairs[i + PREFETCH_AHEAD]));
-        if (!failed && (PyDict_SetItem(g->facts[PAIR_KIND(e)], e->node, PAIR_FACT(e)) < 0 ||
-                        PyDict_SetItem(g->nodes, e->node, Py_None) < 0))
+        if (!failed && (mapping_set(g->facts[PAIR_KIND(e)], e->slot, e->node, PAIR_FACT(e)) < 0 ||
+                        mapping_set(g->nodes, e->slot, e->node, Py_None) < 0))
             failed = 1;
         Py_DECREF(e->node);
         Py_DECREF(PAIR_FACT(e));
@@ -203,7 +213,7 @@ static void group_release(group_t *g) {
     g->pairs = NULL;
 }
 
-/* Empties the store: every group's facts into its dicts (``store``) or dropped; -1: an error. */
+/* Empties the store: every group's facts into its mappings (``store``) or dropped; -1: an error. */
 static int pending_empty(PendingObject *p, int store) {
     int failed = 0;
     for (Py_ssize_t i = 0; i < p->n; i++) {
@@ -225,7 +235,7 @@ static int pending_empty(PendingObject *p, int store) {
     return failed ? -1 : 0;
 }
 
-/* The group of a partition's ``nodes`` dict, made where missing (its facts dict of ``kind`` recorded); NULL: no
+/* The group of a partition's ``nodes`` mapping, made where missing (its facts mapping of ``kind`` recorded); NULL: no
    memory. */
 static group_t *pending_group(PendingObject *p, PyObject *nodes, PyObject *facts, int kind) {
     if (p->map == NULL || (size_t)(p->n + 1) * 2 > p->map_size) { /* grow the map: at most half full */
@@ -258,7 +268,7 @@ static group_t *pending_group(PendingObject *p, PyObject *nodes, PyObject *facts
 }
 
 /* Adds a fact (its reference taken) to its group, storing the group's when it holds a batch; -1: an error. */
-static int pending_add(PendingObject *p, group_t *g, PyObject *node, PyObject *fact, int kind) {
+static int pending_add(PendingObject *p, group_t *g, PyObject *node, Py_ssize_t slot, PyObject *fact, int kind) {
     if (g->n == g->room) { /* doubling up to a batch, which never grows past it */
         Py_ssize_t room = g->room ? g->room * 2 : 16;
         pair_t *pairs = PyMem_Realloc(g->pairs, (size_t)room * sizeof *pairs);
@@ -270,7 +280,7 @@ static int pending_add(PendingObject *p, group_t *g, PyObject *node, PyObject *f
         g->pairs = pairs;
         g->room = room;
     }
-    g->pairs[g->n++] = (pair_t){Py_NewRef(node), (uintptr_t)fact | (uintptr_t)kind};
+    g->pairs[g->n++] = (pair_t){Py_NewRef(node), (uintptr_t)fact | (uintptr_t)kind, slot};
     p->pending++;
     return g->n >= PENDING_BATCH ? group_store(p, g) : 0;
 }
@@ -324,7 +334,7 @@ static PyObject *pending_drop(PendingObject *p, PyObject *unused) {
 static Py_ssize_t pending_len(PendingObject *p) { return p->pending; }
 
 static PyMethodDef pending_methods[] = {
-    {"flush", (PyCFunction)pending_flush, METH_NOARGS, "Store every fact kept into its partition's dicts, in order."},
+    {"flush", (PyCFunction)pending_flush, METH_NOARGS, "Store every fact kept into its partition's mappings, in order."},
     {"drop", (PyCFunction)pending_drop, METH_NOARGS, "Forget every fact kept (a load starting over)."},
     {NULL, NULL, 0, NULL},
 };
@@ -379,12 +389,13 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         return NULL;
     }
     for (int i = 0; i < S_N; i++) {
-        int ok = i == S_PENDING ? Py_IS_TYPE(st[i], &PendingType)
-                 : i > S_TRIGGERS ? PyDict_CheckExact(st[i])
-                                  : PyUnicode_CheckExact(st[i]) && PyUnicode_IS_COMPACT_ASCII(st[i]);
+        int ok = i == S_PENDING      ? Py_IS_TYPE(st[i], &PendingType)
+                 : i == S_SLOT_NODES ? PyList_CheckExact(st[i])
+                 : i > S_TRIGGERS    ? PyDict_CheckExact(st[i])
+                                     : PyUnicode_CheckExact(st[i]) && PyUnicode_IS_COMPACT_ASCII(st[i]);
         if (!ok) {
-            PyErr_SetString(PyExc_TypeError,
-                            "load_fast: state is (runs, triggers: ASCII strings, then eight dicts, a Pending)");
+            PyErr_SetString(PyExc_TypeError, "load_fast: state is (runs, triggers: ASCII strings, then eight dicts, a "
+                                             "Pending, the slots' index: a dict and a list)");
             return NULL;
         }
     }
@@ -397,6 +408,7 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     Py_ssize_t last_len = 0;
     int kind = 0; /* of the last key: 0 run states, 1 ledger entries */
     PyObject *node = NULL; /* borrowed: ``nodes`` holds it */
+    Py_ssize_t node_slot = -1; /* its slot in the partitions' mappings (``Slots``) */
     int failed = 0;
     Py_ssize_t end = page.end;
     item_t it;
@@ -428,6 +440,11 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
             Py_DECREF(parts);
             if (node == NULL) {
                 failed = PyErr_Occurred() != NULL;
+                break;
+            }
+            node_slot = slots_index_slot(st[S_SLOT_INDEX], st[S_SLOT_NODES], node);
+            if (node_slot < 0) {
+                failed = 1;
                 break;
             }
             last = k;
@@ -467,8 +484,10 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
                 Py_DECREF(fact);
                 break; /* a part not seen valid yet: ``apply`` validates it */
             }
-            PyObject *facts = dict_in(st[kind == 0 ? S_RUNS_BY : S_LEDGER_BY], partition);
-            PyObject *nodes = facts == NULL ? NULL : dict_in(st[S_INDEX], partition);
+            PyObject *facts =
+                mapping_in(st[kind == 0 ? S_RUNS_BY : S_LEDGER_BY], partition, st[S_SLOT_INDEX], st[S_SLOT_NODES]);
+            PyObject *nodes =
+                facts == NULL ? NULL : mapping_in(st[S_INDEX], partition, st[S_SLOT_INDEX], st[S_SLOT_NODES]);
             if (nodes == NULL) {
                 failed = 1;
                 Py_DECREF(fact);
@@ -506,7 +525,7 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
                 break;
             }
         }
-        if (pending_add(pending, &pending->groups[slot->group], node, fact, kind) < 0) { /* the fact's reference */
+        if (pending_add(pending, &pending->groups[slot->group], node, node_slot, fact, kind) < 0) { /* the fact's reference */
             failed = 1;
             break;
         }

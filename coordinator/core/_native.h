@@ -40,5 +40,14 @@ PyObject *native_done_ledger_fact_of(const char *raw, Py_ssize_t size, int64_t m
 /* The module function ``load_fast`` (``_load.c``), and the module's ``Pending`` type added by ``load_init``. */
 PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 int load_init(PyObject *module);
+/* The module's ``Slots`` type (``_slots.c``), a partition's facts by DAG: a new empty one over a view's shared index
+   (``index``: node -> slot, ``nodes``: slot -> node), whether an object is one, the slot of a node in an index (given
+   the next one where it has none; -2: an error), and ``slots[node] = value`` where ``node`` has ``slot`` (-1: look it
+   up). */
+int slots_init(PyObject *module);
+PyObject *slots_new(PyObject *index, PyObject *nodes);
+int slots_check(PyObject *o);
+Py_ssize_t slots_index_slot(PyObject *index, PyObject *nodes, PyObject *node);
+int slots_set_at(PyObject *slots, Py_ssize_t slot, PyObject *node, PyObject *value);
 
 #endif

@@ -196,6 +196,8 @@ def native_reader() -> tuple[NativeRunFact, NativeLedgerFact, NativeLoad] | None
     known = (_native.RUN_FIELDS, _native.LEDGER_FIELDS)
     if known != (tuple(RunRecord.model_fields), tuple(TriggerRecord.model_fields)):
         return None  # built from an older source: it would read a value without a field since added as before it
+    if not hasattr(_native, "Slots"):
+        return None  # built from a source before the partitions' slots: its loop fills dicts, the view makes Slots
     compiled: tuple[object, object] = (_native.RunFact, _native.LedgerFact)
     if compiled != (RunFact, LedgerFact):
         return None  # the facts are the named tuples: the reader fills only the compact ones

@@ -13,14 +13,19 @@ Rules:
 - **Safe iteration.** Iterating never fails while the event loop's thread writes (the HTTP listener's thread counts the
   ledger for /metrics): each partition's dict, and the dict of partitions, is copied in one C-level call before it is
   walked, as ``list(d.values())`` of the one dict was; ``len`` is one C-level sum.
+- **A partition's facts in slots.** Where the package is compiled, a partition's facts are a ``Slots``
+  (``core/_slots.c``), not a dict: read and written as a dict, an array by DAG once most DAGs have a fact there, with
+  the DAGs' slots shared by every partition of the view (``PartitionMaps``). At the estate this is about 40 KB a
+  partition and kind where a dict of its 5,000 DAGs was 147 KB. Without the compiled module, dicts.
 - **Pure**: no I/O, no clock, no logging.
 """
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from functools import partial
 from types import MappingProxyType
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from coordinator.core.model import NodeId
 
@@ -30,16 +35,54 @@ F = TypeVar("F")
 _NONE: Mapping[NodeId, object] = MappingProxyType({})
 
 
+def _compiled_slots() -> Callable[[dict[NodeId, int], list[NodeId]], MutableMapping[NodeId, Any]] | None:
+    """The compiled ``Slots`` type; None where the module is not built, or was built from a source before it."""
+    try:
+        from coordinator.core._native import Slots
+    except ImportError:
+        return None
+    return Slots
+
+
+_SLOTS = _compiled_slots()
+
+
+class PartitionMaps:
+    """Makes the per-partition mappings of one view (its facts by kind, its nodes), all over one index of slots
+    (**A partition's facts in slots**): ``fresh()`` is a new empty one."""
+
+    __slots__ = ("fresh", "index", "nodes")
+
+    def __init__(self) -> None:
+        #: node -> slot and slot -> node, shared by every mapping ``fresh`` makes (grown by them too).
+        self.index: dict[NodeId, int] = {}
+        self.nodes: list[NodeId] = []
+        self.fresh: Callable[[], MutableMapping[NodeId, Any]] = (
+            dict if _SLOTS is None else partial(_SLOTS, self.index, self.nodes)
+        )
+
+    def know(self, nodes: Iterable[NodeId]) -> None:
+        """Give these nodes their slots now (the graph's DAGs, in its order): each partition's array is then sized
+        once, to every DAG, and walks them in the graph's order."""
+        index, known = self.index, self.nodes
+        for node in nodes:
+            if node not in index:
+                index[node] = len(known)
+                known.append(node)
+
+
 class FactIndex(MutableMapping[tuple[NodeId, str], F]):
     """(DAG, partition) -> fact, stored as partition -> DAG -> fact (**A mapping**, **Per partition** and
     **Empty partitions dropped**)."""
 
-    __slots__ = ("by_partition",)
+    __slots__ = ("by_partition", "fresh")
 
-    def __init__(self) -> None:
+    def __init__(self, fresh: Callable[[], MutableMapping[NodeId, Any]] = dict) -> None:
         #: partition -> DAG -> fact. Writers outside this class (the view's snapshot load, the hot path) keep
         #: **Empty partitions dropped**.
-        self.by_partition: dict[str, dict[NodeId, F]] = {}
+        self.by_partition: dict[str, MutableMapping[NodeId, F]] = {}
+        #: Makes a partition's mapping (``PartitionMaps.fresh``: **A partition's facts in slots**).
+        self.fresh = fresh
 
     def in_partition(self, partition: str) -> Mapping[NodeId, F]:
         """The facts of one partition by DAG (read-only; empty when it has none)."""
@@ -66,7 +109,7 @@ class FactIndex(MutableMapping[tuple[NodeId, str], F]):
         node, partition = key
         found = self.by_partition.get(partition)
         if found is None:
-            found = self.by_partition[partition] = {}
+            found = self.by_partition[partition] = self.fresh()
         found[node] = value
 
     def __delitem__(self, key: tuple[NodeId, str]) -> None:

@@ -32,7 +32,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -44,7 +44,7 @@ from coordinator.core.activation import Activation
 from coordinator.core.budget_state import BudgetState, parse_budget
 from coordinator.core.canonical import done_ledger_fact, no_long_fraction, run_fact
 from coordinator.core.checkpoint import PlanCheckpoint
-from coordinator.core.fact_index import FactIndex
+from coordinator.core.fact_index import FactIndex, PartitionMaps
 from coordinator.core.facts import LedgerFact as LedgerFact  # the view's facts, read from here by its readers
 from coordinator.core.facts import RunFact as RunFact
 from coordinator.core.flaps import Flap, parse_flap
@@ -66,7 +66,7 @@ ALL = "*"
 
 #: A partition's slot in a snapshot page (``View.load_page``): its facts of one kind (run states or ledger entries:
 #: ``FactIndex.by_partition``'s dict) and its nodes in ``View.partitions``.
-_Slot = tuple[dict[NodeId, Any], dict[NodeId, None]]
+_Slot = tuple[MutableMapping[NodeId, Any], MutableMapping[NodeId, None]]
 _value = itemgetter(1)
 
 
@@ -125,11 +125,11 @@ class View:
     checkpoint_rev: int = 0
     #: key -> what is wrong with its value (reported by the shell, shown by ``status``).
     problems: dict[str, str] = field(default_factory=dict)
-    #: partition -> nodes with any fact in it (so a reconcile pass touches only what exists), as the keys of a dict:
-    #: a set grows its table to four times its members (the estate's 5,000 DAGs a partition took a table of 32,768
-    #: slots, 512 KB), a dict to about three times in a denser layout (147 KB); read as a set is (``in``, iteration,
-    #: ``len``), never combined with another.
-    partitions: dict[str, dict[NodeId, None]] = field(default_factory=dict)
+    #: partition -> nodes with any fact in it (so a reconcile pass touches only what exists), as the keys of a mapping
+    #: made as the facts' are (``fact_index``' **A partition's facts in slots**: where compiled, an array by DAG once
+    #: most DAGs are there, 40 KB at the estate's 5,000, where a dict took 147 KB and a set 512 KB); read as a set is
+    #: (``in``, iteration, ``len``), never combined with another.
+    partitions: dict[str, MutableMapping[NodeId, None]] = field(default_factory=dict)
     #: Parsed key parts, shared: 100,000 keys name only ~1,000 DAGs and ~100 partitions, so one NodeId per DAG and
     #: one string per partition save tens of MB, and a part validated once is not validated again. Not facts.
     _nodes: dict[tuple[str, str], NodeId] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -139,12 +139,15 @@ class View:
     )
     #: ``keys.runs`` and ``keys.triggers`` (properties that format a string at every call).
     _bases: tuple[str, str] = field(init=False, repr=False, compare=False)
+    #: Makes every per-partition mapping of this view over one index of the DAGs' slots (``fact_index.PartitionMaps``).
+    _maps: PartitionMaps = field(default_factory=PartitionMaps, init=False, repr=False, compare=False)
     #: The facts a snapshot's compiled loop read and keeps by partition until they are stored together
     #: (``core/_load.c``'s **Stored by partition**): between ``load_page`` and ``end_load`` only, else None.
     _pending: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._bases = (self.keys.runs, self.keys.triggers)
+        self.runs.fresh = self.ledger.fresh = self._maps.fresh
 
     @property
     def graph_key(self) -> str:
@@ -213,7 +216,8 @@ class View:
         if self._pending is None:
             self._pending = canonical.native_pending()
         state = (runs, triggers, self._nodes, self._parts, self.runs.by_partition, self.ledger.by_partition,
-                 self.partitions, self.problems, self.run_backfills, self._input_names, self._pending)  # fmt: skip
+                 self.partitions, self.problems, self.run_backfills, self._input_names, self._pending,
+                 self._maps.index, self._maps.nodes)  # fmt: skip
         at, end, top = 0, len(page), self.revision
         while at < end:
             at, top = fast(source, at, top, state)
@@ -249,6 +253,7 @@ class View:
         runs_by, ledger_by = self.runs.by_partition, self.ledger.by_partition
         index, problems = self.partitions, self.problems  # ``apply`` below adds to this same dict
         run_of, ledger_of = RunFact.of, LedgerFact.of
+        fresh = self._maps.fresh
         run_backfills = self.run_backfills
         # A page holds the keys of one DAG after another (etcd returns a range sorted by key): the key's parts are
         # parsed when the DAG changes, and for the next keys of the same DAG only the partition is looked up, in
@@ -305,13 +310,13 @@ class View:
                         fact = None if entry is None else ledger_of(entry, mod_rev, names)
                 if fact is not None:
                     if slot is None:
-                        facts_by: dict[str, dict[NodeId, Any]] = runs_by if kind == 1 else ledger_by
+                        facts_by: dict[str, MutableMapping[NodeId, Any]] = runs_by if kind == 1 else ledger_by
                         facts = facts_by.get(partition)
                         if facts is None:
-                            facts = facts_by[partition] = {}
+                            facts = facts_by[partition] = fresh()
                         at = index.get(partition)
                         if at is None:
-                            at = index[partition] = {}
+                            at = index[partition] = fresh()
                         slot = slots[suffix] = (facts, at)
                     facts, at = slot
                     facts[node] = fact
@@ -399,9 +404,12 @@ class View:
 
     def intern_nodes(self, nodes: Iterable[NodeId]) -> None:
         """Use these NodeId objects (the graph's) for the DAGs they name: equal either way, but a lookup of the same
-        object skips the comparison, which the planner does a million times on a big store."""
+        object skips the comparison, which the planner does a million times on a big store. They are given their slots
+        in the partitions' mappings too (``PartitionMaps.know``)."""
+        nodes = list(nodes)
         for node in nodes:
             self._nodes.setdefault((node.instance, node.dag_id), node)
+        self._maps.know(self._nodes[(node.instance, node.dag_id)] for node in nodes)
 
     def node_of(self, key: str) -> tuple[NodeId, str] | None:
         """(DAG, partition) of a run-state, ledger or task-state key; None for any other key (activation, backfill,
@@ -433,7 +441,7 @@ class View:
     def _index(self, node: NodeId, partition: str) -> None:
         nodes = self.partitions.get(partition)
         if nodes is None:  # not setdefault: that builds an empty dict for every key of a snapshot
-            nodes = self.partitions[partition] = {}
+            nodes = self.partitions[partition] = self._maps.fresh()
         nodes[node] = None
 
     def _apply_run(self, key: str, at: tuple[NodeId, str], value: bytes | None, mod_rev: int) -> set[str]:

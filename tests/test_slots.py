@@ -1,0 +1,184 @@
+"""A partition's facts in slots: the compiled ``Slots`` reads and writes as the dict it replaces, holds a full partition
+in a fraction of the dict's memory and a sparse one in no more (``core/_slots.c``, ``core/fact_index.py``'s **A
+partition's facts in slots**)."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import sys
+import threading
+import tracemalloc
+from collections.abc import MutableMapping
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coordinator.core.fact_index import FactIndex, PartitionMaps
+from coordinator.core.model import KeyLayout, NodeId
+from coordinator.core.view import View
+from tests.support.examples import examples
+
+NODES = [NodeId("default", f"dag_{i:03d}") for i in range(160)]
+#: Set, delete, pop, look up: enough of them over up to 160 nodes to make a partition dense (a quarter of the index,
+#: at least 64) and to delete from it after.
+OPS = st.lists(
+    st.tuples(st.sampled_from(["set", "del", "pop", "get"]), st.integers(0, len(NODES) - 1), st.integers()),
+    max_size=400,
+)
+
+
+def fresh(known: int) -> tuple[PartitionMaps, MutableMapping[NodeId, Any]]:
+    maps = PartitionMaps()
+    maps.know(NODES[:known])
+    return maps, maps.fresh()
+
+
+def test_the_test_environment_holds_the_partitions_in_slots() -> None:
+    """Where the package is compiled (the test venv), a view's partitions are ``Slots``, so every test of the view
+    checks them."""
+    built = "the compiled module is not built: sudo apt-get install -y gcc python3-dev && touch setup.py && make venv"
+    assert type(PartitionMaps().fresh()).__name__ == "Slots", built
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(OPS, st.integers(0, len(NODES)), st.integers(0, len(NODES)))
+def test_slots_answer_every_read_and_write_as_a_dict_does(
+    ops: list[tuple[str, int, int]], known: int, filled: int
+) -> None:
+    """Any sequence of sets, deletes, pops and lookups, after the first ``filled`` nodes were set (dense from 64 on),
+    leaves a ``Slots`` reading as a dict given the same: items, length, membership, ``get``, equality both ways,
+    ``repr``'s items, a pickle and a copy."""
+    _, slots = fresh(known)
+    mirror: dict[NodeId, int] = {}
+    for i in range(filled):
+        slots[NODES[i]] = mirror[NODES[i]] = -i
+    for op, i, value in ops:
+        node = NODES[i]
+        if op == "set":
+            slots[node] = mirror[node] = value
+        elif op == "del":
+            if node in mirror:
+                del slots[node], mirror[node]
+            else:
+                try:
+                    del slots[node]
+                except KeyError as exc:
+                    assert exc.args == (node,)
+                else:
+                    raise AssertionError("deleting a missing node did not raise KeyError")
+        elif op == "pop":
+            assert slots.pop(node, "none") == mirror.pop(node, "none")
+        else:
+            assert slots.get(node) == mirror.get(node) and (node in slots) == (node in mirror)
+    assert len(slots) == len(mirror) and bool(slots) == bool(mirror)
+    assert dict(slots.items()) == mirror and set(slots) == set(mirror) == set(slots.keys())
+    assert sorted(slots.values()) == sorted(mirror.values())
+    assert slots == mirror and mirror == slots and (slots != {}) == bool(mirror)
+    for node in NODES[:3]:
+        assert slots.get(node, "d") == mirror.get(node, "d")
+    assert pickle.loads(pickle.dumps(slots)) == mirror and copy.deepcopy(slots) == mirror
+    assert repr(slots).startswith("Slots(") and all(repr(node) in repr(slots) for node in mirror)
+
+
+def test_a_full_partition_takes_a_fraction_of_a_dicts_memory() -> None:
+    """A partition where every one of 5,000 DAGs has a fact is an array: under a third of what a dict of them holds."""
+    nodes = [NodeId("default", f"dag_{i:04d}") for i in range(5000)]
+    maps = PartitionMaps()
+    maps.know(nodes)
+
+    def held(make: Any) -> int:
+        tracemalloc.start()
+        try:
+            partition = make()
+            for node in nodes:
+                partition[node] = None
+            return tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+
+    slots, plain = held(maps.fresh), held(dict)
+    assert slots * 3 < plain, (slots, plain)
+    full = maps.fresh()
+    for node in nodes:
+        full[node] = None
+    assert sys.getsizeof(full) >= 5000 * 8 and len(full) == 5000
+
+
+def test_a_sparse_partition_holds_no_array_of_every_dag() -> None:
+    """A partition where 20 of 5,000 DAGs have a fact (an hourly or a segment partition) stays a dict inside: it
+    holds no array sized to every DAG."""
+    nodes = [NodeId("default", f"dag_{i:04d}") for i in range(5000)]
+    maps = PartitionMaps()
+    maps.know(nodes)
+    sparse = maps.fresh()
+    for node in nodes[::250]:
+        sparse[node] = None
+    assert len(sparse) == 20 and sys.getsizeof(sparse) < 5000 * 8
+
+
+def test_a_node_keeps_its_slot_in_every_partition_and_new_ones_come_after() -> None:
+    """The graph's DAGs are given their slots in its order; a DAG the graph does not name, stored in a dense
+    partition, is given the next slot and read back from there."""
+    maps = PartitionMaps()
+    maps.know(NODES[:100])
+    first, second = maps.fresh(), maps.fresh()
+    for node in NODES[:100]:
+        first[node] = node.dag_id
+    stranger = NodeId("other", "not_in_graph")
+    first[stranger] = "new"
+    second[stranger] = "there too"
+    assert maps.index[stranger] == 100 and maps.nodes[100] == stranger
+    assert list(first)[:100] == NODES[:100] and first[stranger] == "new" and second[stranger] == "there too"
+    assert first[NODES[42]] == "dag_042" and NODES[42] not in second
+
+
+def test_a_view_loads_its_partitions_into_slots_and_drops_emptied_ones() -> None:
+    """A view's snapshot fills its partitions' facts and nodes as ``Slots``; deleting every fact of a partition drops
+    it from the facts' index (``FactIndex``' **Empty partitions dropped**)."""
+    keys = KeyLayout()
+    view = View(keys)
+    view.intern_nodes(NODES)
+    stamp = "2026-01-01T01:00:00.000000+00:00"
+    value = (f'{{"state":"success","run_id":"r","clear_number":0,"updated_at":"{stamp}","source":"plugin",'
+             f'"start_date":"{stamp}","end_date":"{stamp}"}}').encode()  # fmt: skip
+    items = [(keys.run_key(node, "2026-01-01T00:00:00Z"), value, rev) for rev, node in enumerate(NODES, start=2)]
+    view.load(len(NODES) + 1, sorted(items))
+    assert type(view.runs.by_partition["2026-01-01T00:00:00Z"]).__name__ == "Slots"
+    assert type(view.partitions["2026-01-01T00:00:00Z"]).__name__ == "Slots"
+    assert len(view.runs) == len(NODES) and set(view.partitions["2026-01-01T00:00:00Z"]) == set(NODES)
+    for node in NODES:
+        view.apply(keys.run_key(node, "2026-01-01T00:00:00Z"), None, 500)
+    assert len(view.runs) == 0 and "2026-01-01T00:00:00Z" not in view.runs.by_partition
+
+
+def test_reading_a_partition_on_another_thread_while_it_is_written_never_fails() -> None:
+    """The metrics listener's thread walks the ledger while the event loop writes it (``FactIndex``' **Safe
+    iteration**): iterating and counting a ``FactIndex`` of ``Slots`` while another thread adds and deletes facts
+    raises nothing."""
+    maps = PartitionMaps()
+    maps.know(NODES)
+    index: FactIndex[int] = FactIndex(maps.fresh)
+    stop, failures = threading.Event(), []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                sum(1 for _ in index.items()) + len(index) + sum(index.values())
+            except Exception as exc:  # the failure is the finding
+                failures.append(exc)
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for round_ in range(200):
+            for node in NODES:
+                index[(node, f"p{round_ % 3}")] = round_
+            for node in NODES[::2]:
+                del index[(node, f"p{round_ % 3}")]
+    finally:
+        stop.set()
+        reader.join()
+    assert not failures
