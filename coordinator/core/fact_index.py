@@ -11,8 +11,8 @@ Rules:
 - **Empty partitions dropped.** A partition with no fact left is dropped, so ``partitions_held`` names exactly the
   partitions with facts.
 - **Safe iteration.** Iterating never fails while the event loop's thread writes (the HTTP listener's thread counts the
-  ledger for /metrics): each partition's dict, and the dict of partitions, is copied in one C-level call before it is
-  walked, as ``list(d.values())`` of the one dict was; ``len`` is one C-level sum.
+  ledger for /metrics): each partition's mapping, and the dict of partitions, is copied in one C-level call before it
+  is walked, as ``list(d.values())`` of the one dict was; ``len`` is one C-level sum.
 - **A partition's facts in slots.** Where the package is compiled, a partition's facts are a ``Slots``
   (``core/_slots.c``), not a dict: read and written as a dict, an array by DAG once most DAGs have a fact there, with
   the DAGs' slots shared by every partition of the view (``PartitionMaps``). At the estate this is about 40 KB a

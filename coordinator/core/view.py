@@ -65,7 +65,7 @@ from coordinator.core.partition import is_partition
 ALL = "*"
 
 #: A partition's slot in a snapshot page (``View.load_page``): its facts of one kind (run states or ledger entries:
-#: ``FactIndex.by_partition``'s dict) and its nodes in ``View.partitions``.
+#: ``FactIndex.by_partition``'s mapping) and its nodes in ``View.partitions``.
 _Slot = tuple[MutableMapping[NodeId, Any], MutableMapping[NodeId, None]]
 _value = itemgetter(1)
 
@@ -248,7 +248,7 @@ class View:
         scanned = native_run is None and no_long_fraction(map(_value, page))
         runs, triggers = self._bases
         nodes, parts, names = self._nodes, self._parts, self._input_names
-        # The per-partition dicts of the facts written directly (``FactIndex``' **Empty partitions dropped** holds: a
+        # The per-partition mappings of the facts written directly (``FactIndex``' **Empty partitions dropped** holds: a
         # fact is added).
         runs_by, ledger_by = self.runs.by_partition, self.ledger.by_partition
         index, problems = self.partitions, self.problems  # ``apply`` below adds to this same dict
@@ -259,7 +259,7 @@ class View:
         # parsed when the DAG changes, and for the next keys of the same DAG only the partition is looked up, in
         # the page's slots: partition -> (its facts of the DAG's kind, its nodes in ``partitions``), one lookup
         # where there were three. A slot is made when a fact is added (``FactIndex``' **Empty partitions dropped**), and
-        # all are dropped after an ``apply``, which may drop a partition's dict of facts.
+        # all are dropped after an ``apply``, which may drop a partition's mapping of facts.
         last: str | None = None  # the previous key's "{base}{instance}/{dag_id}" when it named a known DAG
         kind, node = 0, None
         run_slots: dict[str, _Slot] = {}
