@@ -14,8 +14,8 @@ class Pending:
     def drop(self) -> None: ...
 
 class Slots(MutableMapping[Any, Any]):
-    """A partition's facts by DAG (``core/_slots.c``): read and written as a dict (``keys``, ``values`` and
-    ``items`` are lists)."""
+    """A partition's facts by DAG (``core/_slots.c``): read and written as a dict (``keys`` and ``values`` are lists,
+    ``items`` pairs made first, to iterate once)."""
 
     def __init__(self, index: dict[Any, int], nodes: list[Any], /) -> None: ...
     def __getitem__(self, node: Any, /) -> Any: ...

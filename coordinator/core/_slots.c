@@ -9,9 +9,9 @@ reference a slot: 40 KB for 5,000 DAGs, a store without a hash.
 Rules:
 - **A dict's manners.** Read and written as the dict it replaces: ``m[node]``, ``get``, ``in``, ``len``, ``pop``,
   iteration over the nodes, ``keys``/``values``/``items``, equality with any mapping of the same items, ``repr``.
-  ``keys``, ``values`` and ``items`` are lists, and iteration walks a list of the nodes made first, so that a reader
-  on another thread (the HTTP listener counting the ledger) never sees it change under it (``FactIndex``' **Safe
-  iteration**).
+  ``keys`` and ``values`` are lists and iteration walks a list of the nodes, each made first, so that a reader on
+  another thread (the HTTP listener counting the ledger) never sees it change under it (``FactIndex``' **Safe
+  iteration**); ``items`` pairs such lists (a list of pairs, or ``zip`` of two once dense: iterate it once).
 - **Sparse until dense.** A partition starts as a dict and becomes an array once its facts are at least a quarter of
   the index's nodes (and ``DENSE_MIN``): an hourly or a segment partition that holds a few DAGs of many costs what
   its dict cost, never an array of every DAG. It stays an array after (a partition is emptied only as a whole).
@@ -205,7 +205,19 @@ static PyObject *slots_list(SlotsObject *s, int what) {
 
 static PyObject *slots_keys(SlotsObject *s, PyObject *unused) { return slots_list(s, 0); }
 static PyObject *slots_values(SlotsObject *s, PyObject *unused) { return slots_list(s, 1); }
-static PyObject *slots_items(SlotsObject *s, PyObject *unused) { return slots_list(s, 2); }
+
+/* The (node, value) pairs of a dense partition as ``zip`` of its nodes and its values, both listed first (**A dict's
+   manners**: a snapshot): one pair object reused while the caller lets go of each, as a dict's items are, where a list
+   of pairs made one tuple a node (5,000 a partition, every pass over the run states), enough new objects to set off
+   the cyclic GC again and again (``deadline.learning`` walks every partition's items: a quarter slower with a list). */
+static PyObject *slots_items(SlotsObject *s, PyObject *unused) {
+    if (s->sparse != NULL) return slots_list(s, 2);
+    PyObject *nodes = slots_list(s, 0), *values = nodes == NULL ? NULL : slots_list(s, 1);
+    PyObject *out = values == NULL ? NULL : PyObject_CallFunctionObjArgs((PyObject *)&PyZip_Type, nodes, values, NULL);
+    Py_XDECREF(nodes);
+    Py_XDECREF(values);
+    return out;
+}
 
 static PyObject *slots_iter(SlotsObject *s) {
     PyObject *nodes = slots_list(s, 0);
@@ -339,7 +351,7 @@ static PyMethodDef slots_methods[] = {
     {"pop", (PyCFunction)(void (*)(void))slots_pop, METH_FASTCALL, "Remove a node and give its value (or default)."},
     {"keys", (PyCFunction)slots_keys, METH_NOARGS, "A list of the nodes."},
     {"values", (PyCFunction)slots_values, METH_NOARGS, "A list of the values."},
-    {"items", (PyCFunction)slots_items, METH_NOARGS, "A list of (node, value) pairs."},
+    {"items", (PyCFunction)slots_items, METH_NOARGS, "The (node, value) pairs, listed first: iterate once."},
     {"copy", (PyCFunction)slots_dict, METH_NOARGS, "The items as a new dict."},
     {"__reduce__", (PyCFunction)slots_reduce, METH_NOARGS, "Pickled as the dict of its items."},
     {"__sizeof__", (PyCFunction)slots_sizeof, METH_NOARGS, "Bytes held: the object and its array."},
