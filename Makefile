@@ -13,10 +13,11 @@ CONSTRAINTS := constraints/dev.txt
 venv: $(STAMP)
 
 # Reinstall only when the project metadata, the pins or a compiled reader's source changed (the editable install
-# builds core/_native.c with core/_facts.c, core/_load.c and core/_slots.c, and etcd/_range.c, in place: setup.py);
-# pip is quiet but says what it does.
+# builds core/_native.c with core/_facts.c, core/_load.c, core/_slots.c and core/_settled.c, and etcd/_range.c, in
+# place: setup.py); pip is quiet but says what it does.
 $(STAMP): pyproject.toml setup.py coordinator/core/_native.c coordinator/core/_native.h coordinator/core/_facts.c \
-		coordinator/core/_facts.h coordinator/core/_load.c coordinator/core/_slots.c coordinator/etcd/_range.c $(CONSTRAINTS) | compiler
+		coordinator/core/_facts.h coordinator/core/_load.c coordinator/core/_slots.c coordinator/core/_settled.c \
+		coordinator/etcd/_range.c $(CONSTRAINTS) | compiler
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required, found " + sys.version.split()[0])'
 	@test -x $(BIN)/python || { echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo ">> installing coordinator with the airflow, dev, google and aws extras into $(VENV) (first time: ~1 min)"

@@ -1,6 +1,7 @@
-"""The compiled modules, optional: ``coordinator/core/_native.c`` with ``_facts.c``, ``_load.c`` and ``_slots.c``
-(``core.canonical``'s reader of the store's values, the view's compact facts it fills, the page's loop and the
-partitions' mappings) and ``coordinator/etcd/_range.c`` (``etcd.range_page``'s reader of a range read's page).
+"""The compiled modules, optional: ``coordinator/core/_native.c`` with ``_facts.c``, ``_load.c``, ``_slots.c`` and
+``_settled.c`` (``core.canonical``'s reader of the store's values, the view's compact facts it fills, the page's loop,
+the partitions' mappings and the full pass's settled check) and ``coordinator/etcd/_range.c`` (``etcd.range_page``'s
+reader of a range read's page).
 
 Everything else is in pyproject.toml. The modules are built wherever a C compiler and Python's headers are (an install
 from the sdist, the watcher image, ``make test``'s venv) and skipped where they are not: ``optional`` makes a failed
@@ -21,6 +22,7 @@ MODULES = {
         "coordinator/core/_facts.c",
         "coordinator/core/_load.c",
         "coordinator/core/_slots.c",
+        "coordinator/core/_settled.c",
     ],
     "coordinator.etcd._range": ["coordinator/etcd/_range.c"],
 }

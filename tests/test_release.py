@@ -158,14 +158,14 @@ def test_the_wheel_is_pure_python_and_an_install_from_the_sdist_compiles_the_rea
 ) -> None:
     """The wheel holds no compiled module and no C source (one wheel for every platform and Python an Airflow image
     has); the sdist holds the compiled readers' sources, and pip installing the sdist where a C compiler is (here)
-    builds both: the installed package reads the store's pages and values with them."""
+    builds both: the installed package reads the store's pages and values with them, and walks a full pass with them."""
     with zipfile.ZipFile(release / WHEEL) as wheel:
         assert not [n for n in wheel.namelist() if n.endswith((".so", ".c", ".pyd"))]
     with tarfile.open(release / SDIST) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     assert {"setup.py", "coordinator/core/_native.c", "coordinator/core/_native.h", "coordinator/core/_facts.c",
             "coordinator/core/_facts.h", "coordinator/core/_load.c", "coordinator/core/_slots.c",
-            "coordinator/etcd/_range.c"} <= names  # fmt: skip
+            "coordinator/core/_settled.c", "coordinator/etcd/_range.c"} <= names  # fmt: skip
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
@@ -177,11 +177,13 @@ def test_the_wheel_is_pure_python_and_an_install_from_the_sdist_compiles_the_rea
     [pages] = venv.glob("lib/python*/site-packages/coordinator/etcd/_range.*so")
     probe = (
         "import importlib.util as u, sys, coordinator.core._native as n; s = u.spec_from_file_location('_range', "
-        "sys.argv[1]); r = u.module_from_spec(s); s.loader.exec_module(r); print(n.run_fact, r.read_page, n.RunFact)"
+        "sys.argv[1]); r = u.module_from_spec(s); s.loader.exec_module(r); print(n.run_fact, r.read_page, n.RunFact, "
+        "n.SettledWalk)"
     )
     read = subprocess.run([python, "-c", probe, str(pages)], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert read.returncode == 0 and "built-in function run_fact" in read.stdout, read
     assert "built-in function read_page" in read.stdout and "facts.RunFact" in read.stdout, read
+    assert "_native.SettledWalk" in read.stdout, read
 
 
 def test_two_builds_of_one_checkout_give_the_same_wheel_chart_and_examples(release: Path, tmp_path: Path) -> None:

@@ -606,7 +606,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, 
 PyMODINIT_FUNC PyInit__native(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    if (facts_init(m) < 0 || load_init(m) < 0 || slots_init(m) < 0) {
+    if (facts_init(m) < 0 || load_init(m) < 0 || slots_init(m) < 0 || settled_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -49,5 +49,13 @@ PyObject *slots_new(PyObject *index, PyObject *nodes);
 int slots_check(PyObject *o);
 Py_ssize_t slots_index_slot(PyObject *index, PyObject *nodes, PyObject *node);
 int slots_set_at(PyObject *slots, Py_ssize_t slot, PyObject *node, PyObject *value);
+/* A ``Slots``' index (borrowed); the value of ``node`` (borrowed; NULL where it has none, an error set only on an
+   error) where ``slot`` is its slot in that index (-1: look it up); the value in ``slot`` of a dense one, unchecked
+   and borrowed, NULL where none or sparse (to prefetch). */
+PyObject *slots_index(PyObject *slots);
+PyObject *slots_lookup_at(PyObject *slots, Py_ssize_t slot, PyObject *node);
+PyObject *slots_peek(PyObject *slots, Py_ssize_t slot);
+/* The module's ``SettledWalk`` type (``_settled.c``), ``core.settled_pass``'s loop over every DAG of a partition. */
+int settled_init(PyObject *module);
 
 #endif

@@ -1,8 +1,9 @@
-"""The compiled reader (``_native.c``), the compact facts it fills (``_facts.c``) and the partitions' mappings they go
-into (``_slots.c``): ``core.canonical`` configures the reader and calls it, ``core.facts`` adopts the facts,
-``core.fact_index`` makes the mappings; nobody else."""
+"""The compiled reader (``_native.c``), the compact facts it fills (``_facts.c``), the partitions' mappings they go
+into (``_slots.c``) and the full pass's settled check over them (``_settled.c``): ``core.canonical`` configures the
+reader and calls it, ``core.facts`` adopts the facts, ``core.fact_index`` makes the mappings, ``core.settled_pass``
+walks them; nobody else."""
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 RUN_FIELDS: tuple[str, ...]
@@ -41,3 +42,10 @@ def done_ledger_fact(raw: bytes, mod_rev: int, names: dict[tuple[str, ...], tupl
 def load_fast(
     page: list[tuple[str, bytes, int]] | tuple[bytes, bytes], at: int, top: int, state: tuple[Any, ...], /
 ) -> tuple[int, int]: ...
+
+class SettledWalk:
+    """A full pass's order read once (``core/_settled.c``), walked per partition."""
+
+    def __init__(self, order: tuple[tuple[Any, tuple[tuple[int, Any, str], ...] | None], ...], success: Any,
+                 done: Any, /) -> None: ...  # fmt: skip
+    def walk(self, runs: Any, ledgers: Any, known: Any, act: Callable[[Any], Any], actions: list[Any], /) -> None: ...

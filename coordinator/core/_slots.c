@@ -130,6 +130,20 @@ static PyObject *slots_find(SlotsObject *s, PyObject *node) {
     return slot >= 0 && slot < s->room ? s->dense[slot] : NULL;
 }
 
+PyObject *slots_index(PyObject *self) { return ((SlotsObject *)self)->index; }
+
+PyObject *slots_lookup_at(PyObject *self, Py_ssize_t slot, PyObject *node) {
+    SlotsObject *s = (SlotsObject *)self;
+    if (s->sparse != NULL) return PyDict_GetItemWithError(s->sparse, node);
+    if (slot < 0) return slots_find(s, node);
+    return slot < s->room ? s->dense[slot] : NULL;
+}
+
+PyObject *slots_peek(PyObject *self, Py_ssize_t slot) {
+    SlotsObject *s = (SlotsObject *)self;
+    return s->dense != NULL && slot >= 0 && slot < s->room ? s->dense[slot] : NULL;
+}
+
 int slots_set_at(PyObject *self, Py_ssize_t slot, PyObject *node, PyObject *value) {
     SlotsObject *s = (SlotsObject *)self;
     if (s->sparse != NULL) {
