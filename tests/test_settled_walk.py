@@ -20,9 +20,10 @@ from coordinator.core.fact_index import PartitionMaps
 from coordinator.core.facts import LedgerFact, RunFact
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerStatus
+from coordinator.core.planner import plan
 from coordinator.core.settled_pass import FullPass
 from tests.support.examples import examples
-from tests.support.world import make_graph
+from tests.support.world import P1, World, make_graph
 
 STATES = (RunState.SUCCESS, RunState.SUCCESS, RunState.SUCCESS, RunState.FAILED, RunState.RUNNING)
 STATUSES = (TriggerStatus.DONE, TriggerStatus.DONE, TriggerStatus.DONE, TriggerStatus.PENDING)
@@ -173,3 +174,20 @@ def test_a_malformed_order_is_an_error_not_a_crash(order: Any) -> None:
     assert settled_pass._COMPILED is not None
     with pytest.raises((TypeError, ValueError)):
         settled_pass._COMPILED(order, RunState.SUCCESS, TriggerStatus.DONE)
+
+
+def test_without_the_module_the_planner_walks_in_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the module is not built (the release's pure wheel), ``full_pass`` is the Python loop, and a full pass of
+    the planner gives the actions it gives with the compiled walk: here the trigger of the dependent whose upstream
+    succeeded, nothing for the one whose upstream has not."""
+    graph = make_graph({"b": ["a"], "c": ["b"], "y": ["x"]})
+    world = World(graph)
+    world.adopt()
+    for dag in ("a", "x", "c"):
+        world.state(dag, P1, RunState.SUCCESS)
+    assert 2 * len(world.view.partitions[P1]) >= len(graph.topo_order)  # most DAGs have facts: the full walk
+    compiled_actions = plan(graph, world.view, explain=False).actions
+    assert [(action.node.dag_id, action.partition) for action in compiled_actions] == [("b", P1), ("y", P1)]
+    monkeypatch.setattr(settled_pass, "_COMPILED", None)
+    assert isinstance(settled_pass.full_pass(graph), partial)
+    assert plan(graph, world.view, explain=False).actions == compiled_actions
