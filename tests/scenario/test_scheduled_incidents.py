@@ -126,6 +126,8 @@ def test_retract_withdraws_a_permit_whose_run_has_not_started_and_the_fix_grants
     hold = hold_id(out.splitlines()[1])
     off = wait_for(lambda: (found := permit(stack, p)) is not None and not found.granted and found, "the withdrawal")
     assert off.generation == 1 and off.withdrawn is not None and f"{ROOT_DAG} is no longer a success" in off.withdrawn
+    # The line is logged after the write returns: the store can show the withdrawal first.
+    wait_for(lambda: watcher.lines(rf"actuator\.permit_withdrawn node=\S*{DOWN} "), "the withdrawal's line")
     assert len(watcher.lines(rf"actuator\.permit_withdrawn node=\S*{DOWN} ")) == 1
 
     run_id = schedule(stack, p)  # Airflow's timetable makes the run now: it waits
