@@ -1,13 +1,13 @@
 /* The settled check of a full pass in C: ``SettledWalk``, ``core.settled_pass``'s loop over every DAG of one
 partition.
 
-A start's first pass meets one (DAG, partition) pair per DAG and day, nearly all settled: at the estate (5,000 DAGs x
-365 days) 1.8 million of them, and the Python loop spent about a microsecond on each (two mapping lookups, a dozen
-attribute reads, the upstreams' generations against the ledger's), 1.8 s added whole to the start after the read.
-Here the same lookups read the compact facts' fields in place; the order is read once a pass (``SettledWalk(order,
-success, done)``, then ``walk`` per partition), each DAG's slot found once in the view's shared index, and the facts a
-few DAGs ahead are fetched into the cache while this one is judged: at the estate the loop waits on memory, not on
-work.
+The sweep after a start (every partition planned) meets one (DAG, partition) pair per DAG and day, nearly all
+settled: at the estate (5,000 DAGs x 365 days) 1.8 million of them, and the Python loop spent about a microsecond on
+each (two mapping lookups, a dozen attribute reads, the upstreams' generations against the ledger's), 2 s of the
+sweep's plan. Here the same lookups read the compact facts' fields in place; the order is read once
+(``SettledWalk(order, success, done)``, then ``walk`` per partition), each DAG's slot found once in the view's shared
+index, and the facts a few DAGs ahead are fetched into the cache while this one is judged (before that, ``perf`` put
+most of the loop's time in the first touch of each fact).
 
 Rules:
 - **The Python loop's answers.** The same DAGs are passed over, in the same topological order, with the same

@@ -68,7 +68,7 @@ from coordinator.core.model import (
 from coordinator.core.partition import has_segment
 from coordinator.core.permit import lost_input
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
-from coordinator.core.settled_pass import FullPass, full_pass
+from coordinator.core.settled_pass import full_pass
 from coordinator.core.view import LedgerFact, RunFact, View
 
 #: An enum member read on the hot paths of a pass, as a module constant: ``TriggerStatus.DONE`` is a descriptor call in
@@ -100,7 +100,6 @@ def plan(
     verdicts: dict[tuple[NodeId, str], Verdict] = {}
     # Planners stay alive across partitions only when an edge maps partitions; otherwise each is freed after its turn.
     shared: dict[str, _PartitionPlanner] | None = {} if graph.mapped_edges else None
-    walk: FullPass | None = None  # found at the first partition that walks every DAG
     for partition in parts:
         evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain, shared=shared, now=now)
         present = view.partitions.get(partition, ())
@@ -115,8 +114,7 @@ def plan(
         if not explain:
             if nodes is graph.topo_order:
                 # **A settled DAG is passed over** (``core.settled_pass``): the planner's facts and memo, read there.
-                walk = walk or full_pass(graph)
-                walk(evaluator._runs, evaluator._ledger, evaluator._fresh, evaluator.act, actions)
+                full_pass(graph)(evaluator._runs, evaluator._ledger, evaluator._fresh, evaluator.act, actions)
                 continue
             for node in nodes:
                 action = evaluator.act(node)

@@ -14,10 +14,10 @@ Rules:
   freshness found here is kept by position and never written into the planner's memo, so ``act`` words its own
   verdicts as before.
 - **Compiled where built.** Where the compiled module is built, ``core/_settled.c``'s ``SettledWalk`` runs this loop
-  over the compact facts in place (at the estate a start's first pass meets 1.8 million pairs; this loop spends about
-  a microsecond on each); its rules say how it keeps this loop's answers. ``_walk`` below stays the definition, and
-  runs where the module is not built (the release's pure wheel). ``full_pass`` gives either; the compiled one is
-  kept for the next pass over the same graph.
+  over the compact facts in place (at the estate the sweep after a start meets 1.8 million pairs; this loop spends
+  about a microsecond on each); its rules say how it keeps this loop's answers. ``_walk`` below stays the
+  definition, and runs where the module is not built (the release's pure wheel). ``full_pass`` gives either; the
+  compiled one is kept for the next pass over the same graph.
 - **Pure.** No I/O, clock or logging (``coordinator.core``).
 """
 
