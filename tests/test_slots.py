@@ -5,13 +5,16 @@ partition's facts in slots**)."""
 from __future__ import annotations
 
 import copy
+import gc
 import pickle
 import sys
 import threading
 import tracemalloc
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -153,32 +156,139 @@ def test_a_view_loads_its_partitions_into_slots_and_drops_emptied_ones() -> None
     assert len(view.runs) == 0 and "2026-01-01T00:00:00Z" not in view.runs.by_partition
 
 
-def test_reading_a_partition_on_another_thread_while_it_is_written_never_fails() -> None:
+@contextmanager
+def _switching_inside_every_copy() -> Iterator[None]:
+    """Make the race CI met once likely: the cyclic GC collects at almost every allocation and runs a Python callback
+    (as a ``__del__`` or a library's ``gc.callbacks`` would), where the interpreter may hand the GIL to the other
+    thread, in the middle of any C-level copy that allocates as it goes."""
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        """Python code run by the collector: a point where the other thread may take the GIL."""
+
+    gc.callbacks.append(callback)
+    gc.set_threshold(5, 10, 10)
+    sys.setswitchinterval(1e-5)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(callback)
+        gc.set_threshold(*threshold)
+        sys.setswitchinterval(interval)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["slots", "dicts"])
+def test_reading_the_facts_on_another_thread_while_they_are_written_never_fails_nor_mispairs(compiled: bool) -> None:
     """The metrics listener's thread walks the ledger while the event loop writes it (``FactIndex``' **Safe
-    iteration**): iterating and counting a ``FactIndex`` of ``Slots`` while another thread adds and deletes facts
-    raises nothing."""
+    iteration**): iterating, counting and pairing a ``FactIndex`` (of ``Slots``, and of dicts where the module is not
+    built) while another thread adds partitions, fills one past dense and drops others raises nothing, and every pair
+    read is a node with its own fact."""
     maps = PartitionMaps()
     maps.know(NODES)
-    index: FactIndex[int] = FactIndex(maps.fresh)
+    index: FactIndex[tuple[NodeId, int]] = FactIndex(maps.fresh if compiled else dict)
+    for day in range(400):  # partitions enough that copying them takes many allocations
+        index[(NODES[day % 7], f"old{day}")] = (NODES[day % 7], day)
     stop, failures = threading.Event(), []
 
     def read() -> None:
         while not stop.is_set():
             try:
-                sum(1 for _ in index.items()) + len(index) + sum(index.values())
+                for (node, _), fact in index.items():
+                    assert fact[0] == node, f"{node} paired with {fact[0]}'s fact"
+                sum(1 for _ in index) + len(index) + sum(fact[1] for fact in index.values())
             except Exception as exc:  # the failure is the finding
                 failures.append(exc)
                 return
 
-    reader = threading.Thread(target=read)
-    reader.start()
+    with _switching_inside_every_copy():
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            for round_ in range(1000):
+                dense, sparse = f"d{round_ % 2}", f"p{round_}"
+                for node in NODES:  # past dense, then emptied half way
+                    index[(node, dense)] = (node, round_)
+                for node in NODES[::2]:
+                    del index[(node, dense)]
+                for node in NODES[:5]:  # a new sparse partition each round, dropped 20 rounds on
+                    index[(node, sparse)] = (node, round_)
+                    index.pop((node, f"p{round_ - 20}"), None)
+        finally:
+            stop.set()
+            reader.join()
+    assert not failures, repr(failures)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["slots", "dicts"])
+def test_a_write_landing_inside_any_copy_neither_fails_nor_mispairs(compiled: bool) -> None:
+    """The same race made certain (**Safe iteration**): a collector's callback that writes the index (a new partition,
+    an old one dropped, a dense one's DAG set or deleted) at every allocation inside a read leaves every iteration,
+    count and pairing of the facts whole."""
+    maps = PartitionMaps()
+    maps.know(NODES)
+    index: FactIndex[tuple[NodeId, int]] = FactIndex(maps.fresh if compiled else dict)
+    for day in range(3000):  # more pairs than the interpreter keeps free: copying them as pairs allocates
+        index[(NODES[day % 7], f"old{day}")] = (NODES[day % 7], day)
+    for node in NODES:
+        index[(node, "dense")] = (node, 0)
+    writes = 0
+
+    def write(phase: str, info: dict[str, int]) -> None:
+        """One write of the event loop's, where the interpreter could have switched threads."""
+        nonlocal writes
+        if phase != "start":
+            return
+        writes += 1
+        node = NODES[writes % len(NODES)]
+        index[(node, f"p{writes}")] = (node, writes)
+        index.pop((NODES[(writes - 20) % len(NODES)], f"p{writes - 20}"), None)
+        if index.pop((node, "dense"), None) is None:
+            index[(node, "dense")] = (node, writes)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(write)
+    gc.set_threshold(1, 100, 100)
     try:
-        for round_ in range(200):
-            for node in NODES:
-                index[(node, f"p{round_ % 3}")] = round_
-            for node in NODES[::2]:
-                del index[(node, f"p{round_ % 3}")]
+        for _ in range(5):
+            pairs = list(index.items())
+            counted, listed, values = len(index), list(index), list(index.values())
     finally:
-        stop.set()
-        reader.join()
-    assert not failures
+        gc.callbacks.remove(write)
+        gc.set_threshold(*threshold)
+    assert writes > 100, "the collector ran inside the reads"
+    assert all(fact[0] == node for (node, _), fact in pairs)
+    assert counted > 0 and listed and values
+
+
+def test_a_dense_partition_written_while_it_lists_itself_lists_each_node_with_its_own_fact() -> None:
+    """``Slots``' **A dict's manners** under the same race: where making its lists sets off the collector and a write
+    lands (a DAG set or deleted), ``items``, ``keys`` and ``values`` still give one whole snapshot, each node with its
+    own fact, as many as its count."""
+    _, dense = fresh(len(NODES))
+    for node in NODES:
+        dense[node] = (node, 0)
+    writes = 0
+
+    def write(phase: str, info: dict[str, int]) -> None:
+        """One write of the event loop's, where the interpreter could have switched threads."""
+        nonlocal writes
+        if phase == "start":
+            writes += 1
+            node = NODES[writes % len(NODES)]
+            if dense.pop(node, None) is None:
+                dense[node] = (node, writes)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(write)
+    gc.set_threshold(1, 100, 100)
+    try:
+        for _ in range(50):
+            held = [[] for _ in range(200)]  # the interpreter's spare lists used up: each list made is a new one
+            pairs, keys, values = list(dense.items()), dense.keys(), dense.values()
+            del held
+            assert all(fact[0] == node for node, fact in pairs)
+            assert len(set(keys)) == len(keys) and all(isinstance(fact, tuple) for fact in values)
+    finally:
+        gc.callbacks.remove(write)
+        gc.set_threshold(*threshold)
+    assert type(dense).__name__ == "Slots" and writes > 50, "the collector wrote inside the lists"

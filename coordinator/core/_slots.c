@@ -9,9 +9,10 @@ reference a slot: 40 KB for 5,000 DAGs, a store without a hash.
 Rules:
 - **A dict's manners.** Read and written as the dict it replaces: ``m[node]``, ``get``, ``in``, ``len``, ``pop``,
   iteration over the nodes, ``keys``/``values``/``items``, equality with any mapping of the same items, ``repr``.
-  ``keys`` and ``values`` are lists and iteration walks a list of the nodes, each made first, so that a reader on
-  another thread (the HTTP listener counting the ledger) never sees it change under it (``FactIndex``' **Safe
-  iteration**); ``items`` pairs such lists (a list of pairs, or ``zip`` of two once dense: iterate it once).
+  ``keys`` and ``values`` are lists and iteration walks a list of the nodes, each made whole before it is filled and
+  filled without allocating (``dense_lists``), so that a reader on another thread (the HTTP listener counting the
+  ledger) never sees it change under it (``FactIndex``' **Safe iteration**); ``items`` pairs such lists (a list of
+  pairs, or ``zip`` of two listed in one go once dense: iterate it once).
 - **Sparse until dense.** A partition starts as a dict and becomes an array once its facts are at least a quarter of
   the index's nodes (and ``DENSE_MIN``): an hourly or a segment partition that holds a few DAGs of many costs what
   its dict cost, never an array of every DAG. It stays an array after (a partition is emptied only as a whole).
@@ -195,41 +196,70 @@ static int slots_contains(SlotsObject *s, PyObject *node) {
     return found != NULL ? 1 : PyErr_Occurred() ? -1 : 0;
 }
 
-/* A new list of the nodes (0), the values (1) or (node, value) pairs (2). */
-static PyObject *slots_list(SlotsObject *s, int what) {
-    if (s->sparse != NULL) {
-        return what == 0 ? PyDict_Keys(s->sparse) : what == 1 ? PyDict_Values(s->sparse) : PyDict_Items(s->sparse);
-    }
-    PyObject *out = PyList_New(s->count);
-    if (out == NULL) return NULL;
-    Py_ssize_t at = 0;
-    for (Py_ssize_t i = 0; i < s->room && at < s->count; i++) {
-        PyObject *value = s->dense[i];
-        if (value == NULL) continue;
-        PyObject *node = PyList_GET_ITEM(s->nodes, i);
-        PyObject *one = what == 0 ? Py_NewRef(node) : what == 1 ? Py_NewRef(value) : PyTuple_Pack(2, node, value);
-        if (one == NULL) {
-            Py_DECREF(out);
-            return NULL;
+/* New lists of a dense partition's nodes and of its values (either may be unasked: NULL), in slot order, pair by pair
+   (**A dict's manners**). Both are made at the partition's count before either is filled: making a list may set off
+   the cyclic GC, whose callbacks and finalizers are Python code, where the interpreter may hand the GIL to the thread
+   that writes this partition. So the count is read again after, and the lists made again if it moved; filling them
+   allocates nothing, so no other thread runs until they are whole. 0, or -1 on an error. */
+static int dense_lists(SlotsObject *s, PyObject **nodes, PyObject **values) {
+    for (;;) {
+        Py_ssize_t count = s->count;
+        PyObject *keys = NULL, *vals = NULL;
+        if ((nodes != NULL && (keys = PyList_New(count)) == NULL) ||
+            (values != NULL && (vals = PyList_New(count)) == NULL)) {
+            Py_XDECREF(keys);
+            return -1;
         }
-        PyList_SET_ITEM(out, at++, one);
+        if (count != s->count) { /* written while the lists were made: make them again at its new count */
+            Py_XDECREF(keys);
+            Py_XDECREF(vals);
+            continue;
+        }
+        Py_ssize_t at = 0;
+        for (Py_ssize_t i = 0; i < s->room && at < count; i++) {
+            PyObject *value = s->dense[i];
+            if (value == NULL) continue;
+            if (keys != NULL) PyList_SET_ITEM(keys, at, Py_NewRef(PyList_GET_ITEM(s->nodes, i)));
+            if (vals != NULL) PyList_SET_ITEM(vals, at, Py_NewRef(value));
+            at++;
+        }
+        if (at != count) { /* the count names the array's facts: a list with holes would crash its reader */
+            Py_XDECREF(keys);
+            Py_XDECREF(vals);
+            PyErr_SetString(PyExc_SystemError, "Slots: count does not match its array");
+            return -1;
+        }
+        if (nodes != NULL) *nodes = keys;
+        if (values != NULL) *values = vals;
+        return 0;
     }
+}
+
+/* A new list of the nodes (0) or of the values (1). (``PyDict_Keys`` and ``PyDict_Values`` make theirs whole first, as
+   ``dense_lists`` does.) */
+static PyObject *slots_list(SlotsObject *s, int what) {
+    if (s->sparse != NULL) return what == 0 ? PyDict_Keys(s->sparse) : PyDict_Values(s->sparse);
+    PyObject *out = NULL;
+    if (dense_lists(s, what == 0 ? &out : NULL, what == 1 ? &out : NULL) < 0) return NULL;
     return out;
 }
 
 static PyObject *slots_keys(SlotsObject *s, PyObject *unused) { return slots_list(s, 0); }
 static PyObject *slots_values(SlotsObject *s, PyObject *unused) { return slots_list(s, 1); }
 
-/* The (node, value) pairs of a dense partition as ``zip`` of its nodes and its values, both listed first (**A dict's
-   manners**: a snapshot): one pair object reused while the caller lets go of each, as a dict's items are, where a list
-   of pairs made one tuple a node (5,000 a partition, every pass over the run states), enough new objects to set off
-   the cyclic GC again and again (``deadline.learning`` walks every partition's items: a quarter slower with a list). */
+/* The (node, value) pairs: a sparse one's as ``PyDict_Items`` (a list of pairs, made whole first); a dense one's as
+   ``zip`` of its nodes and its values, both listed in one go by ``dense_lists`` (**A dict's manners**: a snapshot,
+   each node with its own value): one pair object reused while the caller lets go of each, as a dict's items are,
+   where a list of pairs made one tuple a node (5,000 a partition, every pass over the run states), enough new objects
+   to set off the cyclic GC again and again (``deadline.learning`` walks every partition's items: a quarter slower with
+   a list). */
 static PyObject *slots_items(SlotsObject *s, PyObject *unused) {
-    if (s->sparse != NULL) return slots_list(s, 2);
-    PyObject *nodes = slots_list(s, 0), *values = nodes == NULL ? NULL : slots_list(s, 1);
-    PyObject *out = values == NULL ? NULL : PyObject_CallFunctionObjArgs((PyObject *)&PyZip_Type, nodes, values, NULL);
-    Py_XDECREF(nodes);
-    Py_XDECREF(values);
+    if (s->sparse != NULL) return PyDict_Items(s->sparse);
+    PyObject *nodes, *values;
+    if (dense_lists(s, &nodes, &values) < 0) return NULL;
+    PyObject *out = PyObject_CallFunctionObjArgs((PyObject *)&PyZip_Type, nodes, values, NULL);
+    Py_DECREF(nodes);
+    Py_DECREF(values);
     return out;
 }
 

@@ -10,9 +10,13 @@ Rules:
   lookup.
 - **Empty partitions dropped.** A partition with no fact left is dropped, so ``partitions_held`` names exactly the
   partitions with facts.
-- **Safe iteration.** Iterating never fails while the event loop's thread writes (the HTTP listener's thread counts the
-  ledger for /metrics): each partition's mapping, and the dict of partitions, is copied in one C-level call before it
-  is walked, as ``list(d.values())`` of the one dict was; ``len`` is one C-level sum.
+- **Safe iteration.** Iterating never fails, and never pairs a DAG with another's fact, while the event loop's thread
+  writes (the HTTP listener's thread counts the ledger for /metrics): the dict of partitions, and each partition's
+  mapping, is copied before it is walked, by a C-level call that runs no Python code while it copies. Not
+  ``list(d.items())``: it makes a tuple an item, each may set off the cyclic GC, whose callbacks and finalizers are
+  Python code, where the interpreter may hand the GIL to the writer mid-copy (it did, once, in CI). ``dict.copy()``,
+  ``list(d)`` and ``list(d.values())`` allocate no object an item; ``Slots`` lists its items whole first
+  (``core/_slots.c``' **A dict's manners**).
 - **A partition's facts in slots.** Where the package is compiled, a partition's facts are a ``Slots``
   (``core/_slots.c``), not a dict: read and written as a dict, an array by DAG once most DAGs have a fact there, with
   the DAGs' slots shared by every partition of the view (``PartitionMaps``). At the estate this is about 40 KB a
@@ -122,12 +126,12 @@ class FactIndex(MutableMapping[tuple[NodeId, str], F]):
             del self.by_partition[partition]
 
     def __iter__(self) -> Iterator[tuple[NodeId, str]]:
-        for partition, facts in list(self.by_partition.items()):  # **Safe iteration**
+        for partition, facts in self.by_partition.copy().items():  # **Safe iteration**
             for node in list(facts):
                 yield node, partition
 
     def __len__(self) -> int:
-        return sum(map(len, self.by_partition.values()))
+        return sum(map(len, self.by_partition.copy().values()))  # **Safe iteration**
 
     def clear(self) -> None:
         self.by_partition.clear()
@@ -150,8 +154,8 @@ class _Items(ItemsView[tuple[NodeId, str], F]):
         self._index = index
 
     def __iter__(self) -> Iterator[tuple[tuple[NodeId, str], F]]:
-        for partition, facts in list(self._index.by_partition.items()):  # **Safe iteration**
-            for node, fact in list(facts.items()):
+        for partition, facts in self._index.by_partition.copy().items():  # **Safe iteration**
+            for node, fact in _pairs(facts):
                 yield (node, partition), fact
 
 
@@ -163,5 +167,11 @@ class _Values(ValuesView[F]):
         self._index = index
 
     def __iter__(self) -> Iterator[F]:
-        for facts in list(self._index.by_partition.values()):  # **Safe iteration**
+        for facts in self._index.by_partition.copy().values():  # **Safe iteration**
             yield from list(facts.values())
+
+
+def _pairs(facts: Mapping[NodeId, F]) -> Iterable[tuple[NodeId, F]]:
+    """A partition's (DAG, fact) pairs, copied first by one C-level call (**Safe iteration**): ``Slots.items`` lists
+    them whole; a dict is copied, not listed as pairs."""
+    return facts.copy().items() if isinstance(facts, dict) else facts.items()
