@@ -311,7 +311,7 @@ def test_check_plugin_gives_up_fast_with_one_line_naming_the_setting(tmp_path: P
     no retry log (etcd is asked once per endpoint before the writer would retry for the whole timeout)."""
     endpoint = f"http://127.0.0.1:{closed_port()}"
     env = cli_env(endpoint, "/coordinator", "http://127.0.0.1:9")
-    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False", TMPDIR=str(tmp_path))
     done = run_cli("check-plugin", env=env, cwd=tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -328,7 +328,7 @@ def test_check_plugin_warns_when_its_instance_is_not_in_the_adopted_graph(
     reads team_a and names COORDINATOR_INSTANCE; plugin.writer_stopped is logged once."""
     seed(arun, etcd_settings, etcd_prefix, leader=True, runs={})
     env = cli_env(etcd_endpoint, etcd_prefix, "http://127.0.0.1:9")
-    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False", TMPDIR=str(tmp_path))
     done = run_cli("check-plugin", "--instance", "team_a", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "plugin OK: wrote" in done.stdout

@@ -311,7 +311,7 @@ def test_check_plugin_names_the_tls_mistake_and_its_fix(world: World, tmp_path: 
     """check-plugin exits 1 with one error line naming the missing client certificate and its fix line."""
     case = CASES["no-client-cert"]
     env = {**_env(case.env(world)), "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}  # fmt: skip
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "TMPDIR": str(tmp_path)}  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "coordinator.cli", "check-plugin"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr

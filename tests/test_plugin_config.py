@@ -58,7 +58,10 @@ def child_env(tmp_path: Path, cfg: str = "") -> dict[str, str]:
     config = home / "airflow.cfg"
     config.write_text(cfg, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COORDINATOR_", "AIRFLOW"))}
-    env.update(AIRFLOW_HOME=str(home), AIRFLOW_CONFIG=str(config), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    # TMPDIR: the plugin caches its task names there (``coordinator-tasks-*.json``); kept out of the host's /tmp.
+    env.update(
+        AIRFLOW_HOME=str(home), AIRFLOW_CONFIG=str(config), AIRFLOW__CORE__LOAD_EXAMPLES="False", TMPDIR=str(tmp_path)
+    )
     return env
 
 

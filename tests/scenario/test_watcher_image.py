@@ -265,17 +265,33 @@ def released(built: image.Built, tmp_path_factory: pytest.TempPathFactory) -> tu
 
 
 @pytest.fixture
-def empty_store() -> Iterator[tuple[str, ...]]:
+def empty_store(stack: Stack) -> tuple[str, ...]:
     """A buildah store of its own, empty (root and run root in a new folder): what another machine or a registry
-    holds before the archive arrives; its containers and images are removed afterwards."""
+    holds before the archive arrives; its containers and images are removed, and the folder, after the stack's
+    watchers stopped (a watcher run from the store holds its container mounted until then)."""
     folder = Path(tempfile.mkdtemp(prefix="coordinator-store-"))
     store = (*image.storage(), "--root", str(folder / "root"), "--runroot", str(folder / "run"))
-    try:
-        yield store
-    finally:
+
+    def remove() -> None:
         subprocess.run(["buildah", *store, "rm", "--all"], capture_output=True, check=False, timeout=120)
         subprocess.run(["buildah", *store, "rmi", "--all", "--force"], capture_output=True, check=False, timeout=120)
+        _unmount_under(folder)
         shutil.rmtree(folder, ignore_errors=True)
+
+    stack.add_cleanup(remove)
+    return store
+
+
+def _unmount_under(folder: Path) -> None:
+    """Unmount what buildah left mounted under ``folder``: the overlay driver binds its home (``root/overlay``) onto
+    itself and keeps it when buildah exits, which would leave the folder behind, mounted."""
+    inside = str(folder.resolve()) + "/"
+    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+        points = [line.split()[4] for line in mounts]
+    for point in sorted({p for p in points if p.startswith(inside)}, key=len, reverse=True):
+        while os.path.ismount(point):  # bound more than once: each umount takes the top one
+            if subprocess.run(["umount", point], capture_output=True, check=False, timeout=60).returncode != 0:
+                break
 
 
 def test_the_release_archive_loads_into_an_empty_store_and_runs_a_cascade(
