@@ -306,6 +306,7 @@ def test_airflow_loads_the_released_plugin_and_it_writes_to_etcd(
         "COORDINATOR_ETCD_ENDPOINTS": etcd_endpoint,
         "COORDINATOR_PREFIX": etcd_prefix,
         "COORDINATOR_INSTANCE": "release_check",
+        "TMPDIR": str(tmp_path),  # the plugin's task-name cache (coordinator-tasks-*.json): not into the host's /tmp
     }
     plugins = subprocess.run([str(installed / "bin" / "airflow"), "plugins", "--output", "json"], env=env,
                              capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)  # fmt: skip

@@ -304,7 +304,8 @@ def test_each_component_works_under_exactly_its_role(
     refused = cli("coordinator-doctor", "prune", "--before", "2025-06-01")
     assert refused.returncode == 1 and "permission denied" in refused.stderr.lower(), refused.stderr
 
-    env = auth_etcd.env("coordinator-plugin-team_a", airflow, deps, instances, COORDINATOR_INSTANCE="team_a")
+    env = auth_etcd.env("coordinator-plugin-team_a", airflow, deps, instances, COORDINATOR_INSTANCE="team_a",
+                        TMPDIR=str(tmp_path))  # the plugin's task-name cache: not into the host's /tmp  # fmt: skip
     checked = run_process("check-plugin", env=env)  # the plugin's own check writes and deletes under runs/team_a/
     assert checked.returncode == 0 and "plugin OK: wrote /coordinator/runs/team_a/" in checked.stdout, (
         checked.stdout + checked.stderr
