@@ -107,6 +107,9 @@ def chromium(binary: str, timeout_s: float = 30.0) -> Iterator[Page]:
     profile = Path(tempfile.mkdtemp(prefix="chromium-profile-"))
     proc = subprocess.Popen(
         [binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        # Chromium's singleton socket folder (org.chromium.Chromium.XXXXXX) goes to TMPDIR and stays there when the
+        # browser is stopped by a signal: inside the profile, it goes with it.
+        env={**os.environ, "TMPDIR": str(profile)},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
