@@ -10,7 +10,7 @@ import pickle
 import sys
 import threading
 import tracemalloc
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -157,24 +157,28 @@ def test_a_view_loads_its_partitions_into_slots_and_drops_emptied_ones() -> None
 
 
 @contextmanager
-def _switching_inside_every_copy() -> Iterator[None]:
-    """Make the race CI met once likely: the cyclic GC collects at almost every allocation and runs a Python callback
-    (as a ``__del__`` or a library's ``gc.callbacks`` would), where the interpreter may hand the GIL to the other
-    thread, in the middle of any C-level copy that allocates as it goes."""
-    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
-
-    def callback(phase: str, info: dict[str, int]) -> None:
-        """Python code run by the collector: a point where the other thread may take the GIL."""
-
+def _collecting(
+    callback: Callable[[str, dict[str, int]], None], threshold: tuple[int, int, int], switch_s: float | None = None
+) -> Iterator[None]:
+    """The cyclic GC collecting at ``threshold`` and running ``callback`` at each collection (Python code in the middle
+    of any C-level copy that allocates as it goes, as a ``__del__`` or a library's ``gc.callbacks`` would be: where
+    the interpreter may hand the GIL to another thread); ``switch_s``: the interpreter's switch interval meanwhile.
+    Everything restored after."""
+    saved_threshold, saved_interval = gc.get_threshold(), sys.getswitchinterval()
     gc.callbacks.append(callback)
-    gc.set_threshold(5, 10, 10)
-    sys.setswitchinterval(1e-5)
+    gc.set_threshold(*threshold)
+    if switch_s is not None:
+        sys.setswitchinterval(switch_s)
     try:
         yield
     finally:
         gc.callbacks.remove(callback)
-        gc.set_threshold(*threshold)
-        sys.setswitchinterval(interval)
+        gc.set_threshold(*saved_threshold)
+        sys.setswitchinterval(saved_interval)
+
+
+def _switch_point(phase: str, info: dict[str, int]) -> None:
+    """Python code run by the collector: a point where the other thread may take the GIL."""
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["slots", "dicts"])
@@ -200,7 +204,8 @@ def test_reading_the_facts_on_another_thread_while_they_are_written_never_fails_
                 failures.append(exc)
                 return
 
-    with _switching_inside_every_copy():
+    # The race CI met once, made likely: a collection at almost every allocation, each running Python code.
+    with _collecting(_switch_point, (5, 10, 10), switch_s=1e-5):
         reader = threading.Thread(target=read)
         reader.start()
         try:
@@ -245,19 +250,13 @@ def test_a_write_landing_inside_any_copy_neither_fails_nor_mispairs(compiled: bo
         if index.pop((node, "dense"), None) is None:
             index[(node, "dense")] = (node, writes)
 
-    threshold = gc.get_threshold()
-    gc.callbacks.append(write)
-    gc.set_threshold(1, 100, 100)
-    try:
+    with _collecting(write, (1, 100, 100)):
         for _ in range(5):
             pairs = list(index.items())
             counted, listed, values = len(index), list(index), list(index.values())
-    finally:
-        gc.callbacks.remove(write)
-        gc.set_threshold(*threshold)
+            assert all(fact[0] == node for (node, _), fact in pairs)
+            assert counted > 0 and listed and values
     assert writes > 100, "the collector ran inside the reads"
-    assert all(fact[0] == node for (node, _), fact in pairs)
-    assert counted > 0 and listed and values
 
 
 def test_a_dense_partition_written_while_it_lists_itself_lists_each_node_with_its_own_fact() -> None:
@@ -278,17 +277,11 @@ def test_a_dense_partition_written_while_it_lists_itself_lists_each_node_with_it
             if dense.pop(node, None) is None:
                 dense[node] = (node, writes)
 
-    threshold = gc.get_threshold()
-    gc.callbacks.append(write)
-    gc.set_threshold(1, 100, 100)
-    try:
+    with _collecting(write, (1, 100, 100)):
         for _ in range(50):
             held = [[] for _ in range(200)]  # the interpreter's spare lists used up: each list made is a new one
             pairs, keys, values = list(dense.items()), dense.keys(), dense.values()
             del held
             assert all(fact[0] == node for node, fact in pairs)
             assert len(set(keys)) == len(keys) and all(isinstance(fact, tuple) for fact in values)
-    finally:
-        gc.callbacks.remove(write)
-        gc.set_threshold(*threshold)
     assert type(dense).__name__ == "Slots" and writes > 50, "the collector wrote inside the lists"

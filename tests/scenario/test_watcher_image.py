@@ -275,23 +275,10 @@ def empty_store(stack: Stack) -> tuple[str, ...]:
     def remove() -> None:
         subprocess.run(["buildah", *store, "rm", "--all"], capture_output=True, check=False, timeout=120)
         subprocess.run(["buildah", *store, "rmi", "--all", "--force"], capture_output=True, check=False, timeout=120)
-        _unmount_under(folder)
         shutil.rmtree(folder, ignore_errors=True)
 
     stack.add_cleanup(remove)
     return store
-
-
-def _unmount_under(folder: Path) -> None:
-    """Unmount what buildah left mounted under ``folder``: the overlay driver binds its home (``root/overlay``) onto
-    itself and keeps it when buildah exits, which would leave the folder behind, mounted."""
-    inside = str(folder.resolve()) + "/"
-    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
-        points = [line.split()[4] for line in mounts]
-    for point in sorted({p for p in points if p.startswith(inside)}, key=len, reverse=True):
-        while os.path.ismount(point):  # bound more than once: each umount takes the top one
-            if subprocess.run(["umount", point], capture_output=True, check=False, timeout=60).returncode != 0:
-                break
 
 
 def test_the_release_archive_loads_into_an_empty_store_and_runs_a_cascade(
