@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from coordinator.airflow_plugin.config import resolve_now
 from coordinator.airflow_plugin.records import INSTANCE_ENV, RunStateWrite, WriterConfig, connect_store
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer
-from coordinator.core.activation import Activation
+from coordinator.core.activation import load_activation
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.errors import (
     ConfigError,
@@ -383,7 +383,7 @@ async def _reach(config: WriterConfig, timeout_s: float) -> frozenset[str] | Non
     if graph is None:
         return None
     try:
-        activation = Activation.model_validate_json(graph.value)
+        activation = load_activation(graph.value)
     except ValueError:
         return None
     return frozenset(NodeId.parse(q).instance for q in activation.nodes)

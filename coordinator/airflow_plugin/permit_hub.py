@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from coordinator.core.activation import Activation
+from coordinator.core.activation import load_activation
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, parse_run_record
@@ -170,7 +170,7 @@ def _graph(raw: bytes | None) -> Graph | None:
     if raw is None:
         return None
     try:
-        return adopted_graph(Activation.model_validate_json(raw), "etcd")
+        return adopted_graph(load_activation(raw), "etcd")
     except ValueError:
         return None
 

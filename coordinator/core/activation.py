@@ -7,6 +7,11 @@ Rules:
 - **Unchanged shapes keep their dates.** A DAG whose shape is unchanged keeps its ``since`` and ``history_from``: a
   restart or an unrelated edit never re-dates it. Fields that are not part of the shape (the deadline fields) are
   rewritten at every adoption.
+- **Compressed only when large.** The value is the activation's JSON, or, when that JSON is more than
+  :data:`PLAIN_MAX_BYTES`, the same JSON gzip-compressed (:func:`dump_activation`): etcd refuses a request over its
+  ``--max-request-bytes`` (1.5 MiB by default), and the JSON takes about 170 bytes a DAG, so an estate of about 9,000
+  DAGs and more could not be adopted at all. Compressed, about ten times as many fit. A graph that fits as JSON writes
+  the value it always wrote; every reader takes either (:func:`load_activation`).
 - **Enough to rebuild the graph.** What a reader without ``dependencies.json`` needs to rebuild the graph in force is
   recorded beside each shape (edges, grid, offsets, extended edges, deadline fields, condition groups), each only when
   present, so a graph without them writes the value it always wrote. Readers ignore unknown fields, and a value
@@ -15,7 +20,9 @@ Rules:
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -174,7 +181,35 @@ def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
     return recorded
 
 
+#: **Compressed only when large**: the largest value written as plain JSON. Under etcd's default request limit (1.5
+#: MiB) with room for the rest of the write's request.
+PLAIN_MAX_BYTES = 1024 * 1024
+#: The largest JSON a compressed value may hold when read: a bound on what a damaged or hostile value costs a reader
+#: (about 1.5 million DAGs).
+INFLATED_MAX_BYTES = 256 * 1024 * 1024
+#: gzip's magic number: no JSON value starts with it.
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def load_activation(value: bytes) -> Activation:
+    """The activation stored as ``value``, JSON or gzip-compressed JSON (**Compressed only when large**); ValueError
+    (pydantic's ``ValidationError`` among them) for a value that is neither."""
+    if value.startswith(GZIP_MAGIC):
+        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # 16 +: the gzip container
+        try:
+            value = inflate.decompress(value, INFLATED_MAX_BYTES)
+        except zlib.error as exc:
+            raise ValueError(f"compressed graph activation does not inflate: {exc}") from exc
+        if inflate.unconsumed_tail:
+            raise ValueError(f"compressed graph activation inflates to more than {INFLATED_MAX_BYTES} bytes")
+        if not inflate.eof:
+            raise ValueError("compressed graph activation is cut short")
+    return Activation.model_validate_json(value)
+
+
 def dump_activation(activation: Activation) -> bytes:
+    """The value of ``{prefix}/config/graph`` for ``activation``: its JSON, compressed when large (**Compressed only
+    when large**)."""
     data = activation.model_dump(mode="json")
     if not data["upstream_tasks"]:  # a graph without task-level edges writes the value it always wrote
         del data["upstream_tasks"]
@@ -182,4 +217,7 @@ def dump_activation(activation: Activation) -> bytes:
         for extra in ("edges", "deadline", "groups", "segments", "key_format", "runs", "data_interval"):
             if entry[extra] is None:  # so does a DAG without extended edges, deadlines or groups
                 del entry[extra]
-    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    plain = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    if len(plain) <= PLAIN_MAX_BYTES:
+        return plain
+    return gzip.compress(plain, mtime=0)  # mtime 0: the same activation is the same bytes

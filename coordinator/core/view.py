@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from coordinator.core import canonical
-from coordinator.core.activation import Activation
+from coordinator.core.activation import Activation, load_activation
 from coordinator.core.budget_state import BudgetState, parse_budget
 from coordinator.core.canonical import done_ledger_fact, no_long_fraction, run_fact
 from coordinator.core.checkpoint import PlanCheckpoint
@@ -504,10 +504,11 @@ class View:
             self.activation, self.activation_rev = None, 0
             return {ALL}
         try:
-            self.activation = Activation.model_validate_json(value)
+            self.activation = load_activation(value)
             self.activation_rev = mod_rev
-        except ValidationError as exc:
-            self.problems[key] = f"unparsable graph activation ({exc.errors()[0]['msg']}); will be rewritten"
+        except ValueError as exc:  # pydantic's ValidationError, or a compressed value that does not inflate
+            why = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            self.problems[key] = f"unparsable graph activation ({why}); will be rewritten"
             self.activation, self.activation_rev = None, 0
         return {ALL}
 

@@ -27,6 +27,10 @@ from coordinator.etcd.tls_hint import classify, url
 from coordinator.etcd.types import KV
 from coordinator.runtime.settings import Endpoint, EtcdSettings
 
+#: The ``--max-request-bytes`` a too-large request's error suggests: 10 MiB, the most etcd's own documentation
+#: advises.
+REQUEST_BYTES_FIX = 10 * 1024 * 1024
+
 CHANNEL_OPTIONS = (
     # A page or a big watch revision must never be refused by the client's default 4 MB receive limit.
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -127,6 +131,15 @@ def map_error(op: str, exc: Any, settings: EtcdSettings, index: int) -> Coordina
         return ConfigError(f"{where}: authentication failed; check the etcd username and password")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in text:
         return RevisionCompacted(0)  # etcd does not say up to where; 0 = unknown
+    # etcd's ErrGRPCRequestTooLarge, and its gRPC server's own refusal of a message beyond that limit plus 512 KiB
+    # (grpc-go's words): a write larger than ``--max-request-bytes``. Retrying never helps; the flag does.
+    if (code == grpc.StatusCode.INVALID_ARGUMENT and "request is too large" in text) or (
+        code == grpc.StatusCode.RESOURCE_EXHAUSTED and "grpc: received message larger than max" in text
+    ):
+        return StoreError(
+            f"{where}: etcd refuses a request this large ({text}): start etcd with a larger --max-request-bytes "
+            f"(1.5 MiB by default), e.g. --max-request-bytes={REQUEST_BYTES_FIX}"
+        )
     # etcd's ErrGRPCNoSpace and ErrGRPCCorrupt: an alarm is raised and every write is refused until it is disarmed.
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "database space exceeded" in text:
         return WritesRefused(f"{where}: etcd refuses writes: {text} (alarm NOSPACE; `coordinator doctor` prints the "
