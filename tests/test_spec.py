@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
+from coordinator.core.spec.cycles import Edge, acyclic, shortest_cycles
 from coordinator.core.spec.loader import DAG_FIELDS, FORM_KEYS, INSTANCE_FIELDS, parse_spec
 from coordinator.core.spec.near_misses import spec_warnings
 from coordinator.core.spec.render import render_dot, render_mermaid, render_text
@@ -444,6 +445,17 @@ def test_any_back_edge_is_reported_as_a_cycle(dag: tuple[list[str], set[tuple[in
     index = {name: i for i, name in enumerate(names)}
     all_edges = edges | {(target, start)}
     assert all((index[a], index[b]) in all_edges for a, b in itertools.pairwise(loop))
+
+
+@settings(deadline=None)
+@given(st.sets(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=20))
+def test_the_quick_acyclic_check_agrees_with_the_ordered_search(pairs: set[tuple[int, int]]) -> None:
+    """``acyclic`` (the linear check every file gets) says no cycle exactly when the ordered search finds no cycle of
+    two or more DAGs and no DAG depends on itself: a file without cycles skips that search and loses no report."""
+    nodes = [NodeId("default", f"d{i}") for i in range(8)]
+    edges = [Edge(nodes[a], nodes[b], False, ("dags", nodes[b].dag_id)) for a, b in sorted(pairs)]
+    out: dict[NodeId, list[Edge]] = {node: [e for e in edges if e.source == node] for node in nodes}
+    assert acyclic(nodes, edges) == (not shortest_cycles(out) and all(a != b for a, b in pairs))
 
 
 # ---- schema and rendering ------------------------------------------------------------------------------------------

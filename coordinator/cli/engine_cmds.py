@@ -59,6 +59,7 @@ from coordinator.explain.report import undeclared_lines, why
 from coordinator.informer.presence_value import airflow_majors
 from coordinator.informer.read_model import VIEW
 from coordinator.runtime.allocator import keep_freed_memory
+from coordinator.runtime.frozen_gc import held_off_then_frozen
 from coordinator.runtime.health import Health
 from coordinator.runtime.http import serve
 from coordinator.runtime.metrics import Metrics
@@ -152,7 +153,11 @@ def _adopt_history(adopt_all: bool, adopt_since: str | None, adopt_none: bool) -
 
 def _graph(settings: Settings) -> Graph:
     try:
-        return load_spec(settings.deps)
+        # The graph lives as long as the process (a watcher's, until the file changes): read with the cyclic GC held
+        # off and frozen after, like the imports (``runtime.frozen_gc``). Its collections over the file's objects were
+        # a third of the read at 50,000 DAGs.
+        with held_off_then_frozen():
+            return load_spec(settings.deps)
     except SpecError as exc:
         fail("\n".join(exc.problems))
 

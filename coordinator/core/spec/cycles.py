@@ -7,7 +7,7 @@ their smallest node, each cycle starting there), so the same file always gets th
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from coordinator.core.model import NodeId
@@ -22,6 +22,25 @@ class Edge:
     target: NodeId
     failure: bool
     path: JsonPath
+
+
+def acyclic(nodes: Iterable[NodeId], edges: Iterable[Edge]) -> bool:
+    """Whether the edges among ``nodes`` make no cycle (Kahn's algorithm: every node can be taken once its sources
+    are); linear and unordered, where :func:`shortest_cycles` orders everything for its message."""
+    waiting: dict[NodeId, int] = dict.fromkeys(nodes, 0)
+    out: dict[NodeId, list[NodeId]] = {}
+    for edge in edges:
+        waiting[edge.target] += 1
+        out.setdefault(edge.source, []).append(edge.target)
+    ready = [node for node, count in waiting.items() if count == 0]
+    taken = 0
+    while ready:
+        taken += 1
+        for target in out.get(ready.pop(), ()):
+            waiting[target] -= 1
+            if waiting[target] == 0:
+                ready.append(target)
+    return taken == len(waiting)
 
 
 def shortest_cycles(out: Mapping[NodeId, Sequence[Edge]]) -> list[list[Edge]]:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import PARTITION_FORMAT, NodeId
-from coordinator.core.spec.source import format_path
+from coordinator.core.spec.source import JsonPath, format_path
 
 #: A label this short (``a``, ``v``, ``eu``) that differs between two names makes them a series, not a typo.
 SHORT_LABEL = 2
@@ -166,7 +166,10 @@ class CloseDags:
         """The DAGs whose id ``name`` (a dag id, or ``instance/dag_id``) is probably a typo of, closest first (never
         one of that id: :func:`near_misses` leaves ``name`` out)."""
         dag_id = name.rpartition("/")[2]
-        filed = self._filed_with(_numbers(dag_id))
+        numbers = _numbers(dag_id)
+        if self._by_numbers.get(numbers, [dag_id]) == [dag_id]:  # alone with its numbers: no other id to be close to
+            return []
+        filed = self._filed_with(numbers)
         pool = {other for variant in _deletions(dag_id.lower(), MOST_EDITS) for other in filed.get(variant, ())}
         return [node for close in near_misses(dag_id, pool) for node in sorted(self._by_id[close])]
 
@@ -184,25 +187,32 @@ def near_miss_references(graph: Graph) -> list[SpecWarning]:
     """
     if not graph.edge_paths:
         return []
-    references: dict[NodeId, list[tuple[NodeId, str]]] = {}
-    for source, target in sorted(graph.edge_paths, key=lambda edge: (edge[1], edge[0])):
-        references.setdefault(source, []).append((target, format_path(graph.edge_paths[source, target])))
+    # How often each DAG is written as a source; where, only for the suspects (a big graph has 100,000 edges and
+    # next to no suspect).
+    written: dict[NodeId, int] = {}
+    for source, _ in graph.edge_paths:
+        written[source] = written.get(source, 0) + 1
     warnings = []
+    paths: dict[NodeId, list[tuple[NodeId, JsonPath]]] | None = None
     close = CloseDags(graph.dags)
     for node in sorted(set(graph.dags) - graph.declared):
-        uses = references.get(node, [])
         candidates = [
             other
             for other in close.of(node.dag_id)
-            if len(references.get(other, ())) + (other in graph.declared) >= len(uses)
+            if written.get(other, 0) + (other in graph.declared) >= written.get(node, 0)
         ]
         if not candidates:
             continue
         suggestion = " or ".join(repr(str(c)) for c in candidates[:3])
+        if paths is None:  # the first suspect: each source's references, once
+            paths = {}
+            for (source, target), path in graph.edge_paths.items():
+                paths.setdefault(source, []).append((target, path))
+        uses = sorted(paths.get(node, []), key=lambda use: use[0])  # by dependent: one reference each
         for target, path in uses:
             role = "handles the failures of" if node in graph.dags[target].on_failure_of else "waits for"
             what = f"{str(node)!r} is declared nowhere in this file, so it is a root that {target} {role}"
-            warnings.append(SpecWarning(path, what, f"did you mean {suggestion}?"))
+            warnings.append(SpecWarning(format_path(path), what, f"did you mean {suggestion}?"))
     return warnings
 
 

@@ -32,7 +32,7 @@ from coordinator.core.grid import Grid, SegmentMap
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
 from coordinator.core.segments import SEGMENT_EDGE_HINT, Segments, segment_edge_problem
 from coordinator.core.spec.conditions import time_cutoff_problem
-from coordinator.core.spec.cycles import Edge, cycle_text, shortest_cycles
+from coordinator.core.spec.cycles import Edge, acyclic, cycle_text, shortest_cycles
 from coordinator.core.spec.deadline import ExpectedBy
 from coordinator.core.spec.declared import Decl, Ref, Report
 from coordinator.core.spec.grid import edge_offsets, mapping_problem
@@ -369,6 +369,9 @@ def _index_declarations(decls: Sequence[Decl], report: Report) -> dict[NodeId, D
 
 def _check_cycles(nodes: Iterable[NodeId], edges: Sequence[Edge], report: Report) -> None:
     """Report one shortest cycle per strongly connected component, starting from its smallest node."""
+    nodes = list(nodes)
+    if acyclic(nodes, edges):  # nearly every file: the ordered search below is for the message of a cycle
+        return
     out: dict[NodeId, list[Edge]] = {node: [] for node in sorted(nodes)}
     for edge in sorted(edges, key=lambda e: (e.source, e.target)):
         out[edge.source].append(edge)
