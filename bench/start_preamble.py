@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=500, help="DAGs a layer (the graph has layers x width)")
     parser.add_argument("--rounds", type=int, default=2, help="starts of each checkout, alternating the order")
     parser.add_argument("--json")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (the watchers' logs)")
     args = parser.parse_args()
     trees: dict[str, Path] = {}
     for given in args.tree:
@@ -61,18 +61,18 @@ def main() -> None:
         print(f"{name}: {folder}, reader {h.build_reader(folder)}", flush=True)
 
     info = h.machine()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-preamble-"))
-    deps = workdir / "dependencies.json"
     names, spec = cs.layered_graph(args.layers, args.width)
-    h.write_deps(deps, spec)
     order = [name for r in range(args.rounds) for name in (trees if r % 2 == 0 else reversed(trees))]
     starts: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
-    with h.start_etcd() as etcd, h.recording_fake_airflow([d for layer in names for d in layer]) as fake:
-        for i, name in enumerate(order):
-            # A prefix of its own: every start is a first start, with nothing adopted before it.
-            got = one_start(etcd, deps, fake.url, trees[name], workdir / f"watcher-{i}.log", f"/preamble-{i}")
-            starts[name].append(got)
-            print(f"{name}: " + " ".join(f"{k}={v:.2f}" for k, v in got.items()), flush=True)
+    with h.work_dir("bench-preamble-", keep=args.keep) as workdir:
+        deps = workdir / "dependencies.json"
+        h.write_deps(deps, spec)
+        with h.start_etcd() as etcd, h.recording_fake_airflow([d for layer in names for d in layer]) as fake:
+            for i, name in enumerate(order):
+                # A prefix of its own: every start is a first start, with nothing adopted before it.
+                got = one_start(etcd, deps, fake.url, trees[name], workdir / f"watcher-{i}.log", f"/preamble-{i}")
+                starts[name].append(got)
+                print(f"{name}: " + " ".join(f"{k}={v:.2f}" for k, v in got.items()), flush=True)
 
     dags = args.layers * args.width
     print(f"\n{dags:,} DAGs, {h.machine_line(info)}\n")
